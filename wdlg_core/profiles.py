@@ -1,0 +1,138 @@
+"""Profiles: how big a run of the book is. Same code, different counts.
+
+``quick`` runs the whole book on a 2-core CPU in minutes (few images, fewer iterations);
+``paper`` follows the paper's Table 1/2 scale (300 images where the data source has them,
+448 iterations, learning rate 0.1) and is meant for a GPU. Notebooks take every setting from
+the profile unless one of their parameters overrides it (a parameter of None means "take it
+from the profile"), and every page states the profile it was run with.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .config import SUCCESS_MSE, AttackConfig
+
+#: The datasets of the paper's Figure 3 (LeNet gallery), in the order of the figure's columns.
+GALLERY_DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar100")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Scale and attack settings of one run of the book.
+
+    Attributes:
+        name: profile name (a results subfolder: ``results/<name>/``).
+        description: one line for page headers.
+        datasets: datasets of the gallery figures.
+        model: model attacked by default (``lenet``: the paper's Table 1).
+        methods: methods compared by default.
+        n_images: images per dataset for statistics (success rate, mean MSE); capped by what
+            the data source holds.
+        gallery_images: images per dataset shown (and attacked) in gallery figures.
+        optimizer, lr, iterations: the attack's optimiser, step size and iteration budget.
+        estimator: Wasserstein estimator for WDLG (see :class:`AttackConfig`).
+        success_mse: success threshold on the final image MSE (images in [0, 1]).
+        seed: seed of the dummy data; image ``i`` of a sweep uses ``seed`` for every method,
+            so methods start from the same dummy.
+        model_seed: seed of the random model weights.
+        device: torch device (``cpu``, ``cuda``).
+        split, source: data split and source passed to :func:`wdlg_core.data.load_images`.
+    """
+
+    name: str
+    description: str
+    datasets: tuple[str, ...] = GALLERY_DATASETS
+    model: str = "lenet"
+    methods: tuple[str, ...] = ("dlg", "wdlg")
+    n_images: int = 300
+    gallery_images: int = 2
+    optimizer: str = "lbfgs"
+    lr: float = 0.1
+    iterations: int = 448
+    estimator: str = "dirac"
+    success_mse: float = SUCCESS_MSE
+    seed: int = 0
+    model_seed: int = 0
+    device: str = "cpu"
+    split: str = "test"
+    source: str = "auto"
+
+    def __post_init__(self):
+        object.__setattr__(self, "datasets", tuple(self.datasets))
+        object.__setattr__(self, "methods", tuple(self.methods))
+        for field in ("n_images", "gallery_images", "iterations"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"profile {self.name!r}: {field} must be >= 1, got {getattr(self, field)}")
+        # validate the attack settings once, with the error messages of AttackConfig
+        for method in self.methods:
+            self.attack_config(method)
+
+    def override(self, **params) -> "Profile":
+        """A copy with the given fields replaced; parameters that are None are ignored
+        (a notebook parameter of None means "take it from the profile").
+
+        Raises:
+            ValueError: an unknown field (the message lists the valid ones).
+        """
+        fields = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(params) - fields)
+        if unknown:
+            raise ValueError(f"unknown profile field(s) {unknown}; valid fields: {', '.join(sorted(fields))}")
+        changes = {k: v for k, v in params.items() if v is not None}
+        for k in ("datasets", "methods"):
+            if isinstance(changes.get(k), str):
+                changes[k] = (changes[k],)
+        return dataclasses.replace(self, **changes)
+
+    def attack_config(self, method: str, **overrides) -> AttackConfig:
+        """The :class:`AttackConfig` of ``method`` under this profile, with ``overrides``."""
+        settings = dict(method=method, optimizer=self.optimizer, lr=self.lr, iterations=self.iterations,
+                        seed=self.seed, estimator=self.estimator, success_mse=self.success_mse)
+        return AttackConfig(**{**settings, **overrides})
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["datasets"] = list(self.datasets)
+        d["methods"] = list(self.methods)
+        return d
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        description="CPU smoke scale: a few images per dataset and a shortened iteration budget",
+        n_images=8,
+        gallery_images=2,
+        optimizer="lbfgs",
+        lr=1.0,
+        iterations=100,
+        device="cpu",
+    ),
+    "paper": Profile(
+        name="paper",
+        description="paper scale (Tables 1-2): 300 images where the source has them, 448 iterations, lr 0.1; for a GPU",
+        n_images=300,
+        gallery_images=8,
+        optimizer="lbfgs",
+        lr=0.1,
+        iterations=448,
+        device="cuda",
+    ),
+}
+
+
+def get_profile(name: str | Profile, **overrides) -> Profile:
+    """The named profile (or ``name`` itself if already a Profile), with ``overrides``
+    (None values ignored, see :meth:`Profile.override`).
+
+    Raises:
+        ValueError: unknown profile name (the message lists the valid names).
+    """
+    if isinstance(name, Profile):
+        profile = name
+    else:
+        if name not in PROFILES:
+            raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(sorted(PROFILES))}")
+        profile = PROFILES[name]
+    return profile.override(**overrides)
