@@ -77,7 +77,7 @@ class AttackConfig:
     loss: str | None = None
     estimator: str = "dirac"
     critic_steps: int = 5
-    critic_lr: float = 0.05
+    critic_lr: float = 0.005
     critic_clip: float = 0.01
     success_mse: float = SUCCESS_MSE
     snapshots: tuple[int, ...] = ()

@@ -1,0 +1,25 @@
+"""wdlg_core: gradient-inversion attacks (DLG, iDLG, WDLG) and the experiments of the book.
+
+Public surface:
+
+* :func:`run_attack` - attack one batch of images end to end (``wdlg_core.attacks``).
+* :func:`load_images` - real images by dataset name (``wdlg_core.data``).
+* :func:`build_model` - the attacked networks by name (``wdlg_core.models``).
+* :class:`AttackConfig`, :class:`AttackResult`.
+"""
+__version__ = "0.1.0"
+
+from .attacks import run_attack  # noqa: E402
+from .config import AttackConfig, preset  # noqa: E402
+from .models import build_model  # noqa: E402
+from .result import AttackResult  # noqa: E402
+
+
+def load_images(*args, **kwargs):
+    """See :func:`wdlg_core.data.load_images` (imported lazily: it may import torchvision)."""
+    from .data import load_images as _load
+
+    return _load(*args, **kwargs)
+
+
+__all__ = ["run_attack", "load_images", "build_model", "AttackConfig", "AttackResult", "preset", "__version__"]

@@ -1,0 +1,222 @@
+"""DLG, iDLG and WDLG: one optimisation attack, three configurations.
+
+The attacker knows the model (architecture and current weights) and the shared gradient dW of
+a batch of B images. It draws dummy data x' ~ N(0, 1) (and for DLG a dummy label
+y' ~ N(0, 1)), and minimises a gradient-matching loss D(dW', dW) between the dummy gradient
+dW' = d loss(F(x'), y') / dW and dW, w.r.t. x' (and y'):
+
+* DLG (Zhu et al. 2019, paper Algorithm 1): euclidean loss, x' and the soft label
+  softmax(y') optimised jointly.
+* iDLG (Zhao et al. 2020): the label is restored from dW first (:mod:`wdlg_core.labels`),
+  then x' alone is optimised with the euclidean loss.
+* WDLG (the paper, Algorithm 2): iDLG's label restoration and the Wasserstein loss
+  (:mod:`wdlg_core.losses`).
+
+This module is the one-attack-at-a-time reference, written like the DLG reference code
+(``torch.optim`` on one attack). One iteration is one optimiser step with one loss
+evaluation; for L-BFGS that is ``torch.optim.LBFGS(max_iter=1)`` with a fixed step ``lr`` and
+no line search (DLG's reference calls ``step`` with 20 inner iterations; ours counts each of
+them as an iteration).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import metrics
+from .config import AttackConfig
+from .gradients import parameter_gradient, shared_gradient
+from .labels import restore_labels
+from .losses import make_loss
+from .models import build_model
+from .result import AttackResult
+
+
+def make_config(method: str, optimizer: str | None = None, iterations: int | None = None,
+                seed: int = 0, **options) -> AttackConfig:
+    """An :class:`AttackConfig` from keyword arguments (``None`` keeps the default).
+
+    Raises:
+        ValueError: an option that is not an AttackConfig field (the message lists them), or
+            an invalid value.
+    """
+    fields = AttackConfig.__dataclass_fields__
+    unknown = sorted(set(options) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown attack option(s) {unknown}; valid options: {', '.join(fields)}")
+    kw = dict(options, method=method, seed=seed)
+    if optimizer is not None:
+        kw["optimizer"] = optimizer
+    if iterations is not None:
+        kw["iterations"] = iterations
+    return AttackConfig(**kw)
+
+
+def _num_outputs(model: nn.Module) -> int:
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ValueError(f"{type(model).__name__} has no linear output layer")
+    return linear[-1].out_features
+
+
+def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: AttackConfig,
+                    shape: tuple[int, int, int, int], ground_truth: torch.Tensor,
+                    true_labels: torch.Tensor) -> AttackResult:
+    """Reconstruct a batch from its shared gradient (the attacker's side).
+
+    Args:
+        model: the attacked network at the weights the gradient was computed with.
+        true_grads: the (possibly defended) shared gradient, one tensor per parameter.
+        config: how to attack.
+        shape: (B, C, H, W) of the batch behind the gradient (the attacker knows B and the
+            input shape).
+        ground_truth: (B, C, H, W) the real images, used only to measure fidelity.
+        true_labels: (B,) the real labels, used only to score label restoration.
+
+    Returns:
+        An :class:`AttackResult`. A NaN/inf loss or dummy stops the attack and marks it
+        diverged (failed); the last finite dummy is reported.
+    """
+    device = true_grads[0].device
+    b = shape[0]
+    gen = torch.Generator().manual_seed(config.seed)
+    dummy_x = torch.randn(*shape, generator=gen).to(device).requires_grad_(True)         # (B, C, H, W)
+    dummy_y = torch.randn(b, _num_outputs(model), generator=gen).to(device)               # (B, K)
+    logistic = getattr(model, "loss_kind", "cross_entropy") == "logistic"
+
+    if config.label_mode == "joint":
+        dummy_y.requires_grad_(True)
+        variables = [dummy_x, dummy_y]
+        target = (lambda: torch.sigmoid(dummy_y)) if logistic else (lambda: torch.softmax(dummy_y, dim=-1))
+        restored = None
+    else:
+        restored = restore_labels(model, true_grads, b)
+        variables = [dummy_x]
+        target = lambda: restored  # noqa: E731
+
+    loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
+                        critic_lr=config.critic_lr, critic_clip=config.critic_clip)
+    if config.optimizer == "lbfgs":
+        opt = torch.optim.LBFGS(variables, lr=config.lr, max_iter=1, history_size=100)
+    else:
+        opt = torch.optim.Adam(variables, lr=config.lr)
+
+    evals = 0
+
+    def closure():
+        nonlocal evals
+        evals += 1
+        opt.zero_grad()
+        dummy_grads = parameter_gradient(model, dummy_x, target(), create_graph=True)
+        loss = loss_fn(dummy_grads, true_grads)
+        loss.backward()
+        return loss
+
+    def image_mse(x):
+        rec = x.detach().clamp(0, 1)
+        return float(metrics.mse(rec[metrics.match_order(rec, ground_truth)], ground_truth).mean())
+
+    recorded, losses, mses, snapshots = [], [], [], {}
+    if 0 in config.snapshots:
+        snapshots[0] = dummy_x.detach().clamp(0, 1).cpu().numpy()
+    last_finite = dummy_x.detach().clone()
+    diverged = False
+    start = time.perf_counter()
+    for it in range(1, config.iterations + 1):
+        mse_before = image_mse(dummy_x) if (it - 1) % config.record_every == 0 else None
+        loss = float(opt.step(closure).detach())  # the loss at x_(it-1); then x moves to x_it
+        if mse_before is not None:
+            recorded.append(it - 1), losses.append(loss), mses.append(mse_before)
+        if not math.isfinite(loss) or not torch.isfinite(dummy_x).all():
+            diverged = True
+            break
+        last_finite = dummy_x.detach().clone()
+        if it in config.snapshots:
+            snapshots[it] = dummy_x.detach().clamp(0, 1).cpu().numpy()
+    if not diverged:  # the loss at the final point costs one more evaluation
+        final = float(closure().detach())
+        recorded.append(config.iterations), losses.append(final), mses.append(image_mse(dummy_x))
+        diverged = not math.isfinite(final)
+    wall = time.perf_counter() - start
+
+    rec = last_finite.clamp(0, 1)
+    order = metrics.match_order(rec, ground_truth)
+    rec = rec[order]
+    if restored is not None:
+        labels = restored
+    else:
+        labels = (dummy_y.detach() > 0).long().reshape(-1) if logistic else dummy_y.detach().argmax(-1)
+        labels = labels[order]
+    mse = float(metrics.mse(rec, ground_truth).mean())
+    iters_ok = next((i for i, m in zip(recorded, mses) if m < config.success_mse), None)
+    return AttackResult(
+        config=config,
+        reconstruction=rec.cpu().numpy().astype(np.float32),
+        true_labels=true_labels.cpu().numpy().astype(np.int64),
+        labels=labels.cpu().numpy().astype(np.int64),
+        iterations=np.asarray(recorded, dtype=np.int64),
+        losses=np.asarray(losses, dtype=np.float64),
+        mses=np.asarray(mses, dtype=np.float64),
+        snapshots=snapshots,
+        first_loss=losses[0] if losses else math.nan,
+        wall_time=wall,
+        iterations_to_success=None if diverged else iters_ok,
+        diverged=diverged,
+        mse=mse,
+        psnr=float(metrics.psnr(rec, ground_truth).mean()),
+        ssim=float(metrics.ssim(rec, ground_truth).mean()),
+        success=not diverged and metrics.success(mse, config.success_mse),
+        label_accuracy=metrics.label_accuracy(labels, true_labels),
+        function_evals=evals,
+        meta={"device": str(device)},
+    )
+
+
+def run_attack(images: torch.Tensor, labels: torch.Tensor, *, method: str, model="lenet",
+               optimizer: str | None = None, iterations: int | None = None, seed: int = 0,
+               model_seed: int = 0, num_classes: int | None = None, device: str = "cpu",
+               defense=None, **options) -> AttackResult:
+    """Attack one batch end to end: shared gradient of (images, labels), then inversion.
+
+    Args:
+        images: (B, C, H, W) float in [0, 1].
+        labels: (B,) int64 class indices.
+        method: ``"dlg"``, ``"idlg"`` or ``"wdlg"``.
+        model: a model name (built with :func:`wdlg_core.models.build_model` and
+            ``model_seed``) or an ``nn.Module``.
+        optimizer, iterations, seed: see :class:`AttackConfig` (``None`` keeps its default).
+        num_classes: classes of a model built by name; default 10, or 100 when a label >= 10.
+        device: ``"cpu"`` or ``"cuda"``.
+        defense: optional callable applied to the shared gradient (list of tensors) before
+            the attacker sees it.
+        **options: any other :class:`AttackConfig` field (lr, estimator, snapshots, ...).
+
+    Returns:
+        :class:`AttackResult`.
+
+    Raises:
+        ValueError: bad shapes, values outside [0, 1], unknown method/model/option.
+    """
+    config = make_config(method, optimizer, iterations, seed, **options)
+    images = torch.as_tensor(images)
+    labels = torch.as_tensor(labels)
+    if images.ndim != 4:
+        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+    if images.numel() and (images.min() < 0 or images.max() > 1):
+        raise ValueError("images must lie in [0, 1]")
+    images = images.float().to(device)
+    labels = labels.long().to(device)
+    if isinstance(model, str):
+        k = num_classes or (10 if int(labels.max()) < 10 else 100)
+        model = build_model(model, tuple(images.shape[1:]), k, seed=model_seed)
+    model = model.to(device)
+    true_grads = shared_gradient(model, images, labels)
+    if defense is not None:
+        true_grads = defense(true_grads)
+    return invert_gradient(model, true_grads, config, tuple(images.shape), images, labels)
