@@ -51,9 +51,11 @@ class Case:
         model: model name for :func:`wdlg_core.models.build_model`.
         model_seed: seed of the model's random initial weights.
         split: dataset split.
-        source: where the images came from (a resolved source name, not ``"auto"``, when the
-            loader reports one: the same index means different images in different sources).
+        source: the data source asked for (``"auto"`` or a named source).
         num_classes: classes of the model's output layer (None: the dataset's).
+        images_sha256: fingerprint of the attacked pixels (see
+            :func:`wdlg_core.experiments.images_fingerprint`), so that the same index in
+            another source or split is another case.
     """
 
     dataset: str
@@ -63,6 +65,7 @@ class Case:
     split: str = "test"
     source: str = "auto"
     num_classes: int | None = None
+    images_sha256: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))

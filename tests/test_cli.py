@@ -1,0 +1,63 @@
+"""The `wdlg` command line: argument errors name the valid choices; one small real attack."""
+import pytest
+
+from wdlg_core import cli
+from wdlg_core.runner import format_table, load_manifest, select, NotebookRun
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["attack", "--dataset", "imagenet"], ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100"]),
+    (["attack", "--dataset", "mnist", "--method", "gan"], ["dlg", "idlg", "wdlg"]),
+    (["attack", "--dataset", "mnist", "--model", "vgg"], ["lenet", "cnn6"]),
+    (["attack", "--dataset", "mnist", "--estimator", "exact"], ["dirac", "sorted", "dual"]),
+    (["run", "--profile", "huge"], ["quick", "paper"]),
+    (["data", "download", "imagenet"], ["mnist", "cifar100"]),
+])
+def test_bad_choices_list_valid_ones(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice" in err
+    for name in expected:
+        assert name in err
+
+
+def test_unknown_notebook_names_the_valid_ones(capsys):
+    assert cli.main(["run", "--only", "fig99_nothing", "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert "fig99_nothing" in err and "fig03_inversion_gallery" in err
+
+
+def test_index_out_of_range_is_a_clear_error(capsys):
+    assert cli.main(["attack", "--dataset", "svhn", "--index", "1000", "--iterations", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "wdlg: error:" in err and "svhn" in err
+
+
+def test_attack_writes_png_and_report(tmp_path, capsys):
+    out = tmp_path / "attack.png"
+    code = cli.main(["attack", "--dataset", "mnist", "--method", "wdlg", "--index", "1", "--iterations", "8",
+                     "--snapshots", "3", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    for field in ("label restored/true", "MSE", "PSNR", "SSIM", "iterations to success", "time", "success"):
+        assert field in text
+    # iDLG label restoration on LeNet (positive sigmoid features) restores the true label
+    restored, true = text.split("label restored/true :")[1].splitlines()[0].split("/")
+    assert restored.strip() == true.strip()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_data_list_shows_bundled_sources(capsys):
+    assert cli.main(["data", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "dataset" in out and "mnist" in out and "svhn" in out
+
+
+def test_manifest_and_report_table():
+    specs = load_manifest()
+    assert [s.name for s in select(specs, ["fig03_inversion_gallery"])] == ["fig03_inversion_gallery"]
+    assert all(s.path.exists() and s.results.endswith(".json") for s in specs)
+    table = format_table([NotebookRun("nb", "failed", 1.5, "out.ipynb", error="ValueError: bad", cell="cell 3 (In [2]): x = 1")])
+    assert "nb" in table and "failed" in table and "cell 3" in table and "ValueError: bad" in table

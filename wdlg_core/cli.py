@@ -1,0 +1,183 @@
+"""The ``wdlg`` command line.
+
+::
+
+    wdlg attack --dataset mnist --method wdlg --index 3 [--model lenet] [--iterations N]
+                [--optimizer lbfgs|adam] [--lr LR] [--seed S] [--estimator dirac|sorted|dual]
+                [--device cpu] [--out attack.png]
+    wdlg data list [--root DIR]
+    wdlg data download NAME [--root DIR]
+    wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ...] [--no-build]
+
+``attack`` runs one attack on one real image and prints a short report; ``run`` executes the
+book's notebooks and builds the book (:mod:`wdlg_core.runner`). Unknown names are rejected
+with the list of valid choices. The data root is ``--data-root``/``--root``, else
+``$WDLG_DATA_ROOT``, else ``./data``.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+from .config import ESTIMATORS, METHODS, OPTIMIZERS
+from .profiles import PROFILES
+
+
+def _dataset_names() -> list[str]:
+    from .data import DATASETS
+
+    return list(DATASETS)
+
+
+def _model_names() -> list[str]:
+    from .models import MODELS
+
+    return list(MODELS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wdlg", description="WDLG Companion: gradient-inversion attacks and the book")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run}")
+
+    a = sub.add_parser("attack", help="attack one real image and report fidelity",
+                       description="Attack one image from its shared gradient; print a report and write a PNG "
+                                   "(ground truth | snapshots | final).")
+    a.add_argument("--dataset", required=True, choices=_dataset_names())
+    a.add_argument("--model", default=None, choices=_model_names(), help="default: the profile's (lenet)")
+    a.add_argument("--method", default="wdlg", choices=list(METHODS))
+    a.add_argument("--index", type=int, default=0, help="image index in the data source (default 0)")
+    a.add_argument("--profile", default="quick", choices=sorted(PROFILES),
+                   help="defaults for optimizer, lr, iterations, estimator, device (default quick)")
+    a.add_argument("--iterations", type=int, default=None)
+    a.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
+    a.add_argument("--lr", type=float, default=None)
+    a.add_argument("--seed", type=int, default=None, help="seed of the dummy data")
+    a.add_argument("--model-seed", type=int, default=None, help="seed of the random model weights")
+    a.add_argument("--estimator", default=None, choices=list(ESTIMATORS), help="Wasserstein estimator (WDLG)")
+    a.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: the profile's)")
+    a.add_argument("--split", default=None, choices=["test", "train", "any"])
+    a.add_argument("--data-root", default=None)
+    a.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default $WDLG_TORCH_THREADS, else 1: LeNet-size attacks run fastest on one)")
+    a.add_argument("--snapshots", type=int, default=5, help="snapshot columns in the PNG (default 5)")
+    a.add_argument("--out", default=None, help="PNG path (default wdlg_attack_<dataset>_<method>_<index>.png)")
+
+    d = sub.add_parser("data", help="list or download datasets")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="{list,download}")
+    dl = dsub.add_parser("list", help="the image sources present on this machine")
+    dl.add_argument("--root", default=None, help="torchvision data root")
+    dd = dsub.add_parser("download", help="download a dataset with torchvision (needs network)")
+    dd.add_argument("name", choices=_dataset_names())
+    dd.add_argument("--root", default=None, help="torchvision data root")
+
+    r = sub.add_parser("run", help="execute the notebooks and build the book")
+    r.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    r.add_argument("--device", default=None, help="override the profile's device (cpu, cuda)")
+    r.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: number of cores)")
+    r.add_argument("--only", action="append", default=None, metavar="NAME",
+                   help="run only this notebook (repeatable); names from notebooks/manifest.yml")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch threads per notebook (default: cores // jobs, at least 1)")
+    r.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
+    r.add_argument("--data-root", default=None, help="torchvision data root (default $WDLG_DATA_ROOT or ./data)")
+    r.add_argument("--results-root", default=None, help="results folder (default $WDLG_RESULTS_ROOT or ./results)")
+    return parser
+
+
+def _snapshot_iterations(iterations: int, k: int) -> tuple[int, ...]:
+    """``k`` iterations spread over [0, iterations), starting with the initial dummy (0)."""
+    if k <= 0:
+        return ()
+    return tuple(sorted({int(round(i * iterations / k)) for i in range(k)}))
+
+
+def cmd_attack(args) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .data import dataset_info, load_images
+    from .experiments import THREADS_ENV, Job, configure_threads, images_fingerprint, run_one
+    from .plotting import DATASET_NAMES, METHOD_NAMES, set_theme, snapshot_grid
+    from .profiles import get_profile
+    from .store import Case
+
+    p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
+                    seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
+                    split=args.split, methods=(args.method,))
+    if args.index < 0:
+        raise ValueError(f"--index must be >= 0, got {args.index}")
+    info = dataset_info(args.dataset)
+    images, labels = load_images(args.dataset, 1, split=p.split, source=p.source, root=args.data_root,
+                                 offset=args.index)  # (1, C, H, W), (1,)
+    config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots))
+    case = Case(args.dataset, (args.index,), p.model, p.model_seed, p.split, p.source, info.num_classes,
+                images_fingerprint(images))
+    configure_threads(args.threads or int(os.environ.get(THREADS_ENV, "0") or 0) or 1)
+    r = run_one(Job(config, case, images, labels), device=p.device)
+
+    its = "-" if r.iterations_to_success is None else str(r.iterations_to_success)
+    psnr = "inf" if not math.isfinite(r.psnr) else f"{r.psnr:.2f}"
+    print(f"{METHOD_NAMES[args.method]} on {DATASET_NAMES[args.dataset]} image {args.index}, {p.model}, "
+          f"{p.optimizer} lr {p.lr:g}, {p.iterations} iterations, device {p.device}")
+    print(f"  label restored/true : {int(r.labels[0])} / {int(r.true_labels[0])}")
+    print(f"  MSE                 : {r.mse:.3e}")
+    print(f"  PSNR                : {psnr} dB")
+    print(f"  SSIM                : {r.ssim:.4f}")
+    print(f"  iterations to success: {its} (threshold MSE < {config.success_mse:g})")
+    print(f"  time                : {r.wall_time:.2f} s")
+    print(f"  success             : {'yes' if r.success else 'no'}{' (diverged)' if r.diverged else ''}")
+
+    set_theme()
+    out = Path(args.out or f"wdlg_attack_{args.dataset}_{args.method}_{args.index}.png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig = snapshot_grid(r.snapshots, original=images.numpy(),
+                        final=r.reconstruction, captions={"final": [f"MSE {r.mse:.1e}\nPSNR {psnr} dB"]},
+                        title=f"{METHOD_NAMES[args.method]}, {DATASET_NAMES[args.dataset]} #{args.index}")
+    fig.savefig(out)
+    print(f"  figure              : {out}")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .data import describe_sources, download
+
+    if args.data_command == "list":
+        rows = describe_sources(root=args.root)
+        header = ("dataset", "source", "split", "count", "path")
+        widths = [max(len(str(x)) for x in [h] + [r[h] for r in rows]) for h in header[:4]]
+        print("  ".join(h.ljust(w) for h, w in zip(header[:4], widths)) + "  path")
+        for r in rows:
+            print("  ".join(str(r[h]).ljust(w) for h, w in zip(header[:4], widths)) + f"  {r['path']}")
+        return 0
+    root = download(args.name, root=args.root)
+    print(f"{args.name}: stored under {root}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .runner import run
+
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    return run(profile=args.profile, device=args.device, jobs=args.jobs, only=args.only, build=not args.no_build,
+               data_root=args.data_root, results_root=args.results_root, threads=args.threads)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``wdlg`` console script. Returns the exit code; bad input
+    (ValueError, including missing data) prints ``wdlg: error: ...`` and returns 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run}[args.command]
+    try:
+        return handler(args)
+    except ValueError as err:
+        print(f"wdlg: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

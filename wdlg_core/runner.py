@@ -1,0 +1,267 @@
+"""``wdlg run``: execute the book's notebooks with papermill, check their results, build the book.
+
+Steps:
+
+1. read ``notebooks/manifest.yml`` (which notebooks, which results file each must write);
+2. execute each notebook with papermill (parameters ``profile`` and, if given, ``device``)
+   into ``book/notebooks/<name>.ipynb`` (generated, git-ignored), several at once in separate
+   processes; each notebook's torch gets ``cores // jobs`` threads through
+   ``$WDLG_TORCH_THREADS`` / ``$OMP_NUM_THREADS`` so parallel notebooks do not oversubscribe;
+3. check that each notebook wrote ``results/<profile>/<results file>`` during this run;
+4. build the book with ``jupyter-book build book -W`` (execution is off in ``_config.yml``:
+   the book shows exactly the executed copies; any warning fails the build).
+
+A failing notebook is reported by name with the failing cell (papermill's
+``PapermillExecutionError`` carries its index, execution count, source and exception).
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .experiments import THREADS_ENV
+from .provenance import REPO_ROOT
+from .store import RESULTS_ROOT_ENV
+
+MANIFEST = REPO_ROOT / "notebooks" / "manifest.yml"
+BOOK_DIR = REPO_ROOT / "book"
+DATA_ROOT_ENV = "WDLG_DATA_ROOT"
+
+
+@dataclass(frozen=True)
+class NotebookSpec:
+    """One manifest entry: ``notebooks/<name>.ipynb`` must write ``results/<profile>/<results>``."""
+
+    name: str
+    results: str
+    title: str = ""
+
+    @property
+    def path(self) -> Path:
+        return REPO_ROOT / "notebooks" / f"{self.name}.ipynb"
+
+
+@dataclass
+class NotebookRun:
+    """Outcome of one notebook: status ``ok``, ``failed`` or ``no results``; seconds of wall
+    time; the executed copy; and for failures the error and the failing cell."""
+
+    name: str
+    status: str
+    seconds: float
+    output: str
+    error: str = ""
+    cell: str = ""
+    results_file: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def load_manifest(path: str | os.PathLike | None = None) -> list[NotebookSpec]:
+    """The notebooks of the book, in manifest order.
+
+    Raises:
+        FileNotFoundError: no manifest; ValueError: an entry without ``name``/``results``, or
+            a listed notebook that does not exist.
+    """
+    import yaml
+
+    path = Path(path) if path is not None else MANIFEST
+    doc = yaml.safe_load(path.read_text()) or {}
+    specs = []
+    for entry in doc.get("notebooks") or []:
+        if not isinstance(entry, dict) or "name" not in entry or "results" not in entry:
+            raise ValueError(f"{path}: every notebook entry needs 'name' and 'results', got {entry!r}")
+        spec = NotebookSpec(str(entry["name"]), str(entry["results"]), str(entry.get("title", "")))
+        if not spec.path.exists():
+            raise ValueError(f"{path}: notebook {spec.path} listed but missing")
+        specs.append(spec)
+    return specs
+
+
+def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSpec]:
+    """The specs named in ``only`` (all when empty).
+
+    Raises:
+        ValueError: an unknown name (the message lists the valid ones).
+    """
+    if not only:
+        return specs
+    names = [s.name for s in specs]
+    unknown = [n for n in only if n not in names]
+    if unknown:
+        raise ValueError(f"unknown notebook(s) {unknown}; valid names: {', '.join(names)}")
+    return [s for s in specs if s.name in only]
+
+
+def _cell_description(err) -> str:
+    """'cell 5 (In [4]): first line of its source' from a PapermillExecutionError."""
+    first = next((line for line in (err.source or "").splitlines() if line.strip() and not line.startswith("#")), "")
+    return f"cell {err.cell_index} (In [{err.exec_count}]): {first.strip()[:100]}"
+
+
+def execute_one(spec: NotebookSpec, parameters: dict, out_dir: str, env: dict, cwd: str) -> NotebookRun:
+    """Execute one notebook with papermill (runs in a worker process).
+
+    Args:
+        spec: the manifest entry.
+        parameters: papermill parameters (``profile``, ``device``, ...).
+        out_dir: folder of the executed copy.
+        env: environment variables for the kernel (threads, results and data roots).
+        cwd: working directory of the kernel.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    os.environ.update(env)
+    output = Path(out_dir) / f"{spec.name}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    try:
+        pm.execute_notebook(str(spec.path), str(output), parameters=parameters, cwd=cwd, kernel_name="python3",
+                            progress_bar=False, log_output=False)
+    except PapermillExecutionError as err:
+        return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(output),
+                           error=f"{err.ename}: {err.evalue}", cell=_cell_description(err))
+    except Exception as err:  # kernel death, timeout, bad parameters
+        return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(output),
+                           error=f"{type(err).__name__}: {err}")
+    return NotebookRun(spec.name, "ok", time.perf_counter() - start, str(output))
+
+
+def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = None, jobs: int | None = None,
+                  out_dir: str | os.PathLike | None = None, results_root: str | os.PathLike | None = None,
+                  data_root: str | os.PathLike | None = None, extra_parameters: dict | None = None,
+                  progress: bool = True, threads: int | None = None) -> list[NotebookRun]:
+    """Execute ``specs`` in parallel processes and check their results files.
+
+    Args:
+        specs: notebooks to run.
+        profile: profile name passed as the ``profile`` parameter.
+        device: passed as the ``device`` parameter when not None.
+        jobs: notebooks at once (default: number of cores; never more than the notebooks).
+        threads: torch threads per notebook (default ``max(1, cores // jobs)`` with the
+            requested ``jobs``, so by default one per notebook: LeNet-size attacks are much
+            faster on one thread than on several).
+        out_dir: folder of the executed copies (default ``book/notebooks``).
+        results_root: results folder (default ``$WDLG_RESULTS_ROOT`` or ``<repo>/results``).
+        data_root: torchvision data root passed on as ``$WDLG_DATA_ROOT``.
+        extra_parameters: further papermill parameters for every notebook.
+        progress: show a progress bar.
+
+    Returns:
+        One :class:`NotebookRun` per spec, in manifest order.
+    """
+    from tqdm import tqdm
+
+    cores = os.cpu_count() or 1
+    requested = jobs or cores
+    threads = threads or max(1, cores // requested)
+    jobs = max(1, min(requested, len(specs) or 1))
+    out_dir = Path(out_dir) if out_dir is not None else BOOK_DIR / "notebooks"
+    results_root = Path(results_root or os.environ.get(RESULTS_ROOT_ENV) or REPO_ROOT / "results").resolve()
+    env = {THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           RESULTS_ROOT_ENV: str(results_root), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    data_root = data_root or os.environ.get(DATA_ROOT_ENV)
+    if data_root:
+        env[DATA_ROOT_ENV] = str(Path(data_root).expanduser().resolve())
+    parameters = {"profile": profile, **({"device": device} if device else {}), **(extra_parameters or {})}
+
+    started = time.time()
+    runs: dict[str, NotebookRun] = {}
+    ctx = multiprocessing.get_context("spawn")
+    print(f"wdlg run: {len(specs)} notebook(s), profile {profile}, {jobs} at a time, {threads} torch thread(s) each")
+    with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool, \
+            tqdm(total=len(specs), desc="notebooks", unit="nb", disable=not progress) as bar:
+        futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s for s in specs}
+        for fut in cf.as_completed(futures):
+            spec = futures[fut]
+            try:
+                run = fut.result()
+            except Exception as err:  # the worker process itself died
+                run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
+            results_file = results_root / profile / spec.results
+            run.results_file = str(results_file)
+            if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
+                run.status, run.error = "no results", f"did not write {results_file}"
+            runs[spec.name] = run
+            bar.update(1)
+            bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
+    return [runs[s.name] for s in specs]
+
+
+def format_table(runs: list[NotebookRun]) -> str:
+    """Plain-text table: notebook, status, time, and the error/cell for failures."""
+    rows = [("notebook", "status", "time (s)", "detail")]
+    for r in runs:
+        detail = "; ".join(x for x in (r.cell, r.error) if x) or r.results_file
+        rows.append((r.name, r.status, f"{r.seconds:.1f}", detail[:160]))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    lines.insert(1, "-" * min(120, max(len(line) for line in lines)))
+    return "\n".join(lines)
+
+
+def jupyter_book_command() -> list[str]:
+    """The ``jupyter-book`` executable of this environment."""
+    script = Path(sys.executable).parent / "jupyter-book"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"]
+
+
+def build_book(book_dir: str | os.PathLike | None = None) -> tuple[bool, float, str]:
+    """``jupyter-book build <book> -W``. Returns (success, seconds, combined output)."""
+    book_dir = Path(book_dir) if book_dir is not None else BOOK_DIR
+    start = time.perf_counter()
+    proc = subprocess.run(jupyter_book_command() + ["build", str(book_dir), "-W"], capture_output=True, text=True,
+                          cwd=str(REPO_ROOT))
+    return proc.returncode == 0, time.perf_counter() - start, proc.stdout + proc.stderr
+
+
+def run(profile: str = "quick", device: str | None = None, jobs: int | None = None, only: list[str] | None = None,
+        build: bool = True, data_root: str | None = None, results_root: str | None = None,
+        threads: int | None = None) -> int:
+    """The whole ``wdlg run``; prints progress and a report, returns the exit code (0 = all
+    notebooks ran, wrote their results, and the book built without warnings).
+
+    Raises:
+        ValueError: unknown profile or notebook name (messages list the valid ones).
+    """
+    from .profiles import get_profile
+
+    get_profile(profile)  # fail early with the list of valid profiles
+    specs = select(load_manifest(), only)
+    t0 = time.perf_counter()
+    runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root, results_root=results_root,
+                         threads=threads)
+    print()
+    print(format_table(runs))
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        for r in failed:
+            where = f" at {r.cell}" if r.cell else ""
+            print(f"\nFAILED: notebook {r.name}{where}\n  {r.error}\n  executed copy: {r.output}", file=sys.stderr)
+        print(f"\nwdlg run: {len(failed)} of {len(runs)} notebook(s) failed after {time.perf_counter() - t0:.0f} s",
+              file=sys.stderr)
+        return 1
+    if build:
+        print(f"\nbuilding the book: jupyter-book build {BOOK_DIR.relative_to(REPO_ROOT)} -W ...")
+        ok, seconds, output = build_book()
+        if not ok:
+            print(output[-6000:], file=sys.stderr)
+            print(f"FAILED: jupyter-book build -W ({seconds:.0f} s); see the output above", file=sys.stderr)
+            return 1
+        print(f"book built in {seconds:.0f} s: {BOOK_DIR / '_build' / 'html' / 'index.html'}")
+    print(f"wdlg run: done in {time.perf_counter() - t0:.0f} s")
+    return 0
