@@ -108,6 +108,7 @@ def test_key_changes_with_config_case_and_version():
         record_key(config, Case("fashion_mnist", (3,), num_classes=10), "0.1.0"),
         record_key(config, Case("mnist", (3,), model_seed=1, num_classes=10), "0.1.0"),
         record_key(config, Case("mnist", (3,), source="torchvision", num_classes=10), "0.1.0"),
+        record_key(config, Case("mnist", (3,), num_classes=10, images_sha256="0f"), "0.1.0"),
         record_key(config, CASE, "0.2.0"),
     ]
     assert len({base, *others}) == len(others) + 1

@@ -61,7 +61,8 @@ class Gallery:
     Attributes:
         table: one row per attack: dataset, method, index, label, restored_label, mse, psnr
             (dB), ssim, success, iterations_to_success, time (s, attack only), label_accuracy,
-            first_loss, final_loss, diverged, key (store record), source.
+            first_loss, final_loss, diverged, key (store record), source, commit (git commit
+            the attack was computed at, from its stored provenance).
         originals: dataset -> (N, C, H, W) float32 ground-truth images in [0, 1].
         reconstructions: (dataset, method) -> (N, C, H, W) float32 final reconstructions.
         profile: the effective profile (with the overrides applied).
@@ -129,6 +130,7 @@ def run_gallery(profile: str | Profile = "quick", datasets=None, model=None, met
             "label_accuracy": r.label_accuracy, "first_loss": r.first_loss, "final_loss": r.final_loss,
             "diverged": r.diverged, "iterations": r.config.iterations,
             "key": store.key(job.config, job.case), "source": f"{sources[ds]['source']}/{sources[ds]['split']}",
+            "commit": (r.meta or {}).get("provenance", {}).get("git_commit"),
         })
     table = pd.DataFrame(rows)
     if len(table):
