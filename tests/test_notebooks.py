@@ -52,3 +52,38 @@ def test_gallery_notebook_executes(tmp_path, monkeypatch):
     used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`([\w]+)", c.source)}
     assert used and used <= glued
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.slow
+def test_runner_reports_failing_notebook_and_cell(tmp_path, monkeypatch):
+    """Two notebooks in parallel: one writes its results file, one fails in its third cell."""
+    from wdlg_core.runner import NotebookSpec, format_table, run_notebooks
+
+    def notebook(path, cells):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]})]
+        nb.cells += [nbformat.v4.new_code_cell(c) for c in cells[1:]]
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, path)
+        return str(path)
+
+    good = notebook(tmp_path / "good.ipynb", [
+        'profile = "x"\ndevice = None',
+        "import json, os, pathlib\n"
+        "p = pathlib.Path(os.environ['WDLG_RESULTS_ROOT']) / profile / 'good.json'\n"
+        "p.parent.mkdir(parents=True, exist_ok=True)\n"
+        "p.write_text(json.dumps({'threads': os.environ['WDLG_TORCH_THREADS']}))"])
+    bad = notebook(tmp_path / "bad.ipynb", ['profile = "x"\ndevice = None', "x = 1", "raise ValueError('broken on purpose')"])
+    quiet = notebook(tmp_path / "quiet.ipynb", ['profile = "x"\ndevice = None', "y = 2"])  # never writes results
+    specs = [NotebookSpec("good", "good.json", source=good), NotebookSpec("bad", "bad.json", source=bad),
+             NotebookSpec("quiet", "quiet.json", source=quiet)]
+    runs = run_notebooks(specs, "quick", jobs=2, threads=1, out_dir=tmp_path / "out",
+                         results_root=tmp_path / "results", progress=False)
+    by = {r.name: r for r in runs}
+    assert [r.name for r in runs] == ["good", "bad", "quiet"]
+    assert by["good"].ok and (tmp_path / "out" / "good.ipynb").exists()
+    assert json.loads((tmp_path / "results" / "quick" / "good.json").read_text()) == {"threads": "1"}
+    assert by["bad"].status == "failed" and "ValueError: broken on purpose" in by["bad"].error
+    assert "raise ValueError" in by["bad"].cell  # the failing cell is named
+    assert by["quiet"].status == "no results" and "quiet.json" in by["quiet"].error
+    assert "broken on purpose" in format_table(runs)

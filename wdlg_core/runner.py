@@ -36,15 +36,17 @@ DATA_ROOT_ENV = "WDLG_DATA_ROOT"
 
 @dataclass(frozen=True)
 class NotebookSpec:
-    """One manifest entry: ``notebooks/<name>.ipynb`` must write ``results/<profile>/<results>``."""
+    """One manifest entry: ``notebooks/<name>.ipynb`` (or ``source``) must write
+    ``results/<profile>/<results>``."""
 
     name: str
     results: str
     title: str = ""
+    source: str | None = None
 
     @property
     def path(self) -> Path:
-        return REPO_ROOT / "notebooks" / f"{self.name}.ipynb"
+        return Path(self.source) if self.source else REPO_ROOT / "notebooks" / f"{self.name}.ipynb"
 
 
 @dataclass
