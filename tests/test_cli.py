@@ -61,3 +61,14 @@ def test_manifest_and_report_table():
     assert all(s.path.exists() and s.results.endswith(".json") for s in specs)
     table = format_table([NotebookRun("nb", "failed", 1.5, "out.ipynb", error="ValueError: bad", cell="cell 3 (In [2]): x = 1")])
     assert "nb" in table and "failed" in table and "cell 3" in table and "ValueError: bad" in table
+
+
+def test_cuda_without_gpu_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    assert cli.main(["run", "--profile", "paper", "--no-build"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+    assert cli.main(["attack", "--dataset", "mnist", "--device", "cuda", "--iterations", "1"]) == 2
+    assert "--device cpu" in capsys.readouterr().err

@@ -99,7 +99,7 @@ def cmd_attack(args) -> int:
 
     matplotlib.use("Agg")
     from .data import dataset_info, load_images
-    from .experiments import THREADS_ENV, Job, configure_threads, images_fingerprint, run_one
+    from .experiments import THREADS_ENV, Job, check_device, configure_threads, images_fingerprint, run_one
     from .plotting import DATASET_NAMES, METHOD_NAMES, set_theme, snapshot_grid
     from .profiles import get_profile
     from .store import Case
@@ -107,6 +107,7 @@ def cmd_attack(args) -> int:
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
                     seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
                     split=args.split, methods=(args.method,))
+    check_device(p.device)
     if args.index < 0:
         raise ValueError(f"--index must be >= 0, got {args.index}")
     info = dataset_info(args.dataset)

@@ -238,11 +238,14 @@ def run(profile: str = "quick", device: str | None = None, jobs: int | None = No
     notebooks ran, wrote their results, and the book built without warnings).
 
     Raises:
-        ValueError: unknown profile or notebook name (messages list the valid ones).
+        ValueError: unknown profile or notebook name (messages list the valid ones), or a
+            CUDA device that torch cannot see.
     """
     from .profiles import get_profile
 
-    get_profile(profile)  # fail early with the list of valid profiles
+    from .experiments import check_device
+
+    check_device(get_profile(profile, device=device).device)  # unknown profile: error lists the valid ones
     specs = select(load_manifest(), only)
     t0 = time.perf_counter()
     runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root, results_root=results_root,

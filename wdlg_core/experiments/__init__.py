@@ -36,6 +36,25 @@ def configure_threads(threads: int | None = None) -> int:
     return torch.get_num_threads()
 
 
+def check_device(device: str) -> str:
+    """Return ``device`` if torch can use it.
+
+    Raises:
+        ValueError: a CUDA device while torch sees none (the message says to pass cpu), or a
+            device string torch does not understand.
+    """
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r} ({err}); valid examples: cpu, cuda, cuda:0") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested, but torch {torch.__version__} sees no CUDA device here; "
+                         "use --device cpu")
+    return str(device)
+
+
 def images_fingerprint(images) -> str:
     """sha256 (first 16 hex digits) of images (B, C, H, W) quantised to 8 bits: identifies
     the attacked pixels whatever source or split they came from."""
