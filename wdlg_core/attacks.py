@@ -81,11 +81,11 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         An :class:`AttackResult`. A NaN/inf loss or dummy stops the attack and marks it
         diverged (failed); the last finite dummy is reported.
     """
-    device = true_grads[0].device
+    device, dtype = true_grads[0].device, true_grads[0].dtype
     b = shape[0]
-    gen = torch.Generator().manual_seed(config.seed)
-    dummy_x = torch.randn(*shape, generator=gen).to(device).requires_grad_(True)         # (B, C, H, W)
-    dummy_y = torch.randn(b, _num_outputs(model), generator=gen).to(device)               # (B, K)
+    gen = torch.Generator().manual_seed(config.seed)  # drawn in float32 on the CPU, whatever the device
+    dummy_x = torch.randn(*shape, generator=gen).to(device, dtype).requires_grad_(True)   # (B, C, H, W)
+    dummy_y = torch.randn(b, _num_outputs(model), generator=gen).to(device, dtype)         # (B, K)
     logistic = getattr(model, "loss_kind", "cross_entropy") == "logistic"
 
     if config.label_mode == "joint":
@@ -143,14 +143,30 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         diverged = not math.isfinite(final)
     wall = time.perf_counter() - start
 
-    rec = last_finite.clamp(0, 1)
-    order = metrics.match_order(rec, ground_truth)
-    rec = rec[order]
     if restored is not None:
         labels = restored
     else:
         labels = (dummy_y.detach() > 0).long().reshape(-1) if logistic else dummy_y.detach().argmax(-1)
-        labels = labels[order]
+    return assemble_result(config, last_finite, labels, restored is None, ground_truth, true_labels,
+                           recorded, losses, mses, snapshots, wall, diverged, evals, device)
+
+
+def assemble_result(config: AttackConfig, dummy: torch.Tensor, labels: torch.Tensor, labels_follow_images: bool,
+                    ground_truth: torch.Tensor, true_labels: torch.Tensor, recorded: list[int],
+                    losses: list[float], mses: list[float], snapshots: dict, wall: float, diverged: bool,
+                    evals: int, device) -> AttackResult:
+    """Final metrics and an :class:`AttackResult` from one attack's raw outcome.
+
+    Shared by this reference loop and the batched engine. ``dummy`` (B, C, H, W) is the last
+    finite dummy data; it is clipped to [0, 1] and reordered to match ``ground_truth``;
+    ``labels`` (B,) are reordered with it when ``labels_follow_images`` (DLG's per-image dummy
+    labels) and kept as they are otherwise (restored labels are not tied to images).
+    """
+    rec = dummy.detach().clamp(0, 1)
+    order = metrics.match_order(rec, ground_truth)
+    rec = rec[order]
+    if labels_follow_images:
+        labels = labels[torch.as_tensor(order, device=labels.device)]
     mse = float(metrics.mse(rec, ground_truth).mean())
     iters_ok = next((i for i, m in zip(recorded, mses) if m < config.success_mse), None)
     return AttackResult(
@@ -187,7 +203,7 @@ def run_attack(images: torch.Tensor, labels: torch.Tensor, *, method: str, model
         labels: (B,) int64 class indices.
         method: ``"dlg"``, ``"idlg"`` or ``"wdlg"``.
         model: a model name (built with :func:`wdlg_core.models.build_model` and
-            ``model_seed``) or an ``nn.Module``.
+            ``model_seed``) or an ``nn.Module`` (the attack runs in its dtype).
         optimizer, iterations, seed: see :class:`AttackConfig` (``None`` keeps its default).
         num_classes: classes of a model built by name; default 10, or 100 when a label >= 10.
         device: ``"cpu"`` or ``"cuda"``.
@@ -210,12 +226,12 @@ def run_attack(images: torch.Tensor, labels: torch.Tensor, *, method: str, model
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
     if images.numel() and (images.min() < 0 or images.max() > 1):
         raise ValueError("images must lie in [0, 1]")
-    images = images.float().to(device)
     labels = labels.long().to(device)
     if isinstance(model, str):
         k = num_classes or (10 if int(labels.max()) < 10 else 100)
         model = build_model(model, tuple(images.shape[1:]), k, seed=model_seed)
     model = model.to(device)
+    images = images.to(device, next(model.parameters()).dtype)  # float32 unless the model is float64
     true_grads = shared_gradient(model, images, labels)
     if defense is not None:
         true_grads = defense(true_grads)

@@ -39,6 +39,10 @@ Grads = list[torch.Tensor]
 # sqrt(s + EPS) - sqrt(EPS): an L2 norm that is zero at zero and twice differentiable there.
 _EPS = 1e-20
 
+# Every loss is written once, batched: each tensor of ``dummy`` and ``true`` carries a leading
+# axis of N independent attacks, (N, *param.shape), and the loss returns (N,), entry i
+# depending on attack i only. The one-attack functions below add and remove that axis.
+
 
 def _check(dummy: Grads, true: Grads):
     if len(dummy) != len(true):
@@ -48,45 +52,53 @@ def _check(dummy: Grads, true: Grads):
             raise ValueError(f"layer {i}: dummy gradient shape {tuple(d.shape)} != true {tuple(t.shape)}")
 
 
-def euclidean(dummy: Grads, true: Grads) -> torch.Tensor:
-    """DLG's loss: sum over layers of squared L2 differences (paper Eq. 3). Scalar, >= 0."""
-    _check(dummy, true)
-    return sum(((d - t) ** 2).sum() for d, t in zip(dummy, true))
+def _per_attack(fn):
+    """The one-attack version of a batched loss: scalar from lists of unbatched tensors."""
+    def single(dummy: Grads, true: Grads) -> torch.Tensor:
+        _check(dummy, true)
+        return fn([d[None] for d in dummy], [t[None] for t in true])[0]
+    single.__name__, single.__doc__ = fn.__name__.replace("batched_", ""), fn.__doc__
+    return single
 
 
-def wasserstein_dirac(dummy: Grads, true: Grads) -> torch.Tensor:
+def batched_euclidean(dummy: Grads, true: Grads) -> torch.Tensor:
+    """DLG's loss: sum over layers of squared L2 differences (paper Eq. 3). (N,), >= 0."""
+    return sum(((d - t) ** 2).flatten(1).sum(1) for d, t in zip(dummy, true))
+
+
+def batched_wasserstein_dirac(dummy: Grads, true: Grads) -> torch.Tensor:
     """W1 between two Dirac measures: sum over layers of the L2 norm ||dW'_l - dW_l||.
 
     Smoothed as sqrt(s + 1e-20) - 1e-10 so that it is exactly zero at a match and twice
-    differentiable everywhere. Scalar, >= 0, in gradient units.
+    differentiable everywhere. (N,), >= 0, in gradient units.
     """
-    _check(dummy, true)
-    return sum(torch.sqrt(((d - t) ** 2).sum() + _EPS) - _EPS ** 0.5 for d, t in zip(dummy, true))
+    return sum(torch.sqrt(((d - t) ** 2).flatten(1).sum(1) + _EPS) - _EPS ** 0.5 for d, t in zip(dummy, true))
 
 
-def wasserstein_sorted(dummy: Grads, true: Grads) -> torch.Tensor:
+def batched_wasserstein_sorted(dummy: Grads, true: Grads) -> torch.Tensor:
     """Exact 1-D W1 between the empirical distributions of each layer's gradient entries.
 
     For n entries per layer with weight 1/n each, W1 = mean_i |a_(i) - b_(i)| over sorted
-    values. Summed over layers. Scalar, >= 0, in gradient units.
+    values. Summed over layers. (N,), >= 0, in gradient units.
     """
-    _check(dummy, true)
-    total = 0.0
-    for d, t in zip(dummy, true):
-        a = torch.sort(d.reshape(-1)).values
-        b = torch.sort(t.reshape(-1)).values
-        total = total + (a - b).abs().mean()
-    return total
+    return sum((torch.sort(d.flatten(1), dim=1).values - torch.sort(t.flatten(1), dim=1).values).abs().mean(1)
+               for d, t in zip(dummy, true))
 
 
-class DualCritic:
-    """The paper's critic estimator of W1 (Eq. 5-9, Algorithm 2), stateful per attack.
+euclidean = _per_attack(batched_euclidean)
+wasserstein_dirac = _per_attack(batched_wasserstein_dirac)
+wasserstein_sorted = _per_attack(batched_wasserstein_sorted)
 
-    Each call first runs ``steps`` RMSprop ascent steps (WGAN's optimiser) on the critic's
-    weights w (maximising sum_l <w_l, dW'_l - dW_l> with dW' detached) and clips every weight to
-    [-clip, clip] after each step; it
-    then returns the critic's value with w fixed, differentiable w.r.t. the dummy gradient.
-    The critic is warm-started from the previous call (one critic per attack).
+
+class BatchedDualCritic:
+    """The paper's critic estimator of W1 (Eq. 5-9, Algorithm 2) for N attacks, one critic each.
+
+    Each call first runs ``steps`` RMSprop ascent steps (WGAN's optimiser; torch's defaults
+    alpha 0.99, eps 1e-8, written out elementwise so the N critics stay independent) on the
+    critics' weights w (maximising sum_l <w_l, dW'_l - dW_l> with dW' detached) and clips
+    every weight to [-clip, clip] after each step; it then returns the critics' values with w
+    fixed, differentiable w.r.t. the dummy gradient. Critics are warm-started from the
+    previous call.
 
     Args:
         steps: critic ascent steps per call (WGAN's n_critic).
@@ -95,33 +107,37 @@ class DualCritic:
             within a couple of steps; WGAN's own lr (5e-5) would take hundreds.
         clip: weight-clipping bound c, the critic's Lipschitz constant per coordinate.
 
-    Returns (call): scalar tensor; at the critic's optimum c * sum_l ||dW'_l - dW_l||_1.
+    Returns (call): (N,); at the critic's optimum c * sum_l ||dW'_l - dW_l||_1.
     """
+
+    alpha, eps = 0.99, 1e-8
 
     def __init__(self, steps: int = 5, lr: float = 0.005, clip: float = 0.01):
         if steps < 1 or lr <= 0 or clip <= 0:
             raise ValueError(f"critic needs steps >= 1, lr > 0, clip > 0; got {steps}, {lr}, {clip}")
         self.steps, self.lr, self.clip = steps, lr, clip
         self.weights: Grads | None = None
-        self._opt = None
+        self._sq: Grads | None = None  # RMSprop's running mean of squared gradients
 
-    def _value(self, weights: Grads, dummy: Grads, true: Grads) -> torch.Tensor:
-        return sum((w * (d - t)).sum() for w, d, t in zip(weights, dummy, true))
+    def __call__(self, dummy: Grads, true: Grads) -> torch.Tensor:
+        if self.weights is None:
+            self.weights = [torch.zeros_like(t) for t in true]
+            self._sq = [torch.zeros_like(t) for t in true]
+        with torch.no_grad():
+            for w, v, d, t in zip(self.weights, self._sq, dummy, true):
+                grad = -(d.detach() - t)  # gradient of the critic's loss -<w, dW' - dW>
+                for _ in range(self.steps):
+                    v.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+                    w.addcdiv_(grad, v.sqrt().add_(self.eps), value=-self.lr).clamp_(-self.clip, self.clip)
+        return sum((w * (d - t)).flatten(1).sum(1) for w, d, t in zip(self.weights, dummy, true))
+
+
+class DualCritic(BatchedDualCritic):
+    """One attack's :class:`BatchedDualCritic`: unbatched gradient lists, scalar value."""
 
     def __call__(self, dummy: Grads, true: Grads) -> torch.Tensor:
         _check(dummy, true)
-        if self.weights is None:
-            self.weights = [torch.zeros_like(t, requires_grad=True) for t in true]
-            self._opt = torch.optim.RMSprop(self.weights, lr=self.lr)
-        detached = [d.detach() for d in dummy]
-        for _ in range(self.steps):  # critic ascent (maximise the dual objective)
-            self._opt.zero_grad()
-            (-self._value(self.weights, detached, true)).backward()
-            self._opt.step()
-            with torch.no_grad():
-                for w in self.weights:
-                    w.clamp_(-self.clip, self.clip)
-        return self._value([w.detach() for w in self.weights], dummy, true)
+        return super().__call__([d[None] for d in dummy], [t[None] for t in true])[0]
 
 
 def dual_closed_form(dummy: Grads, true: Grads, clip: float = 0.01) -> torch.Tensor:
@@ -131,28 +147,27 @@ def dual_closed_form(dummy: Grads, true: Grads, clip: float = 0.01) -> torch.Ten
 
 
 def make_loss(loss: str = "euclidean", estimator: str = "dirac", *, critic_steps: int = 5,
-              critic_lr: float = 0.005, critic_clip: float = 0.01):
+              critic_lr: float = 0.005, critic_clip: float = 0.01, batched: bool = False):
     """A gradient-matching loss ``f(dummy_grads, true_grads) -> scalar`` by name.
 
     Args:
         loss: ``"euclidean"`` or ``"wasserstein"``.
         estimator: for the Wasserstein loss, ``"dirac"``, ``"sorted"`` or ``"dual"``.
         critic_*: the dual critic's settings (see :class:`DualCritic`).
+        batched: return the batched form ((N, ...) tensors in, (N,) out) instead of the
+            one-attack form (scalar out).
 
     Returns:
-        A callable; for ``"dual"`` a fresh stateful :class:`DualCritic` (use one per attack).
+        A callable; for ``"dual"`` a fresh stateful critic (use one per attack or batch).
 
     Raises:
         ValueError: unknown loss or estimator (the message lists the valid names).
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; valid choices: {', '.join(LOSSES)}")
-    if loss == "euclidean":
-        return euclidean
-    if estimator not in ESTIMATORS:
+    if loss == "wasserstein" and estimator not in ESTIMATORS:
         raise ValueError(f"unknown wasserstein estimator {estimator!r}; valid choices: {', '.join(ESTIMATORS)}")
-    if estimator == "dirac":
-        return wasserstein_dirac
-    if estimator == "sorted":
-        return wasserstein_sorted
-    return DualCritic(critic_steps, critic_lr, critic_clip)
+    if loss == "wasserstein" and estimator == "dual":
+        return (BatchedDualCritic if batched else DualCritic)(critic_steps, critic_lr, critic_clip)
+    name = "euclidean" if loss == "euclidean" else f"wasserstein_{estimator}"
+    return globals()[("batched_" if batched else "") + name]

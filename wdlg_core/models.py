@@ -55,6 +55,10 @@ class LeNet(nn.Module):
     def forward(self, x):
         return self.fc(self.body(x).flatten(1))  # (B, num_classes)
 
+    def sequence(self) -> list[nn.Module]:
+        """The layers in order (used by the batched engine's explicit per-attack gradients)."""
+        return [*self.body, nn.Flatten(), self.fc]
+
     def reset_parameters(self):
         """U(-0.5, 0.5) for every weight and bias, as DLG's ``weights_init``."""
         for p in self.parameters():
@@ -91,6 +95,10 @@ class CNN6(nn.Module):
 
     def forward(self, x):
         return self.fc(self.body(x).flatten(1))  # (B, num_classes)
+
+    def sequence(self) -> list[nn.Module]:
+        """The layers in order (used by the batched engine's explicit per-attack gradients)."""
+        return [*self.body, nn.Flatten(), self.fc]
 
     def reset_parameters(self):
         """PyTorch's default (Kaiming-uniform) initialisation of every layer."""

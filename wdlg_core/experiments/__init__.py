@@ -83,7 +83,10 @@ class Job:
 
 
 def run_one(job: Job, device: str = "cpu") -> AttackResult:
-    """Run ``job`` with :func:`wdlg_core.run_attack` (no store)."""
+    """Run ``job`` alone with the one-attack reference :func:`wdlg_core.run_attack` (no store).
+
+    Experiments use :func:`run_jobs` (the batched engine); this is for comparisons and tests.
+    """
     from .. import run_attack
     from ..provenance import provenance
 
@@ -97,27 +100,61 @@ def run_one(job: Job, device: str = "cpu") -> AttackResult:
     return result
 
 
+def _group_key(job: Job) -> tuple:
+    """Jobs with equal keys run as one batch: same model, input shape and config up to the seed."""
+    c = job.case
+    return (c.model, c.model_seed, c.num_classes, tuple(job.images.shape), job.config.replace(seed=0))
+
+
 def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress: bool | None = True,
-             desc: str = "attacks") -> list[AttackResult]:
-    """Run (or load from ``store``) every job, in order, saving each as soon as it finishes.
+             desc: str = "attacks", max_chunk: int = 512) -> list[AttackResult]:
+    """Run (or load from ``store``) every job through the batched engine.
+
+    Stored jobs are loaded, not recomputed. The others are grouped by model, input shape and
+    configuration (up to the seed); each group runs as batched chunks of
+    :func:`wdlg_core.engine.run_attacks`, and every result is saved as soon as its chunk
+    finishes, so an interrupted sweep resumes at attack granularity.
 
     Args:
         jobs: the attacks.
-        store: the results store (resumable: stored jobs are loaded, not recomputed).
+        store: the results store.
         device: torch device for the jobs that must be computed.
-        progress: show a tqdm progress bar (None: only on a terminal).
+        progress: tqdm progress bars (None: only on a terminal).
         desc: progress-bar label.
+        max_chunk: most attacks per batched chunk.
 
     Returns:
         One :class:`AttackResult` per job, in the order of ``jobs``.
     """
-    from tqdm.auto import tqdm
+    import torch
+
+    from ..engine import run_attacks
+    from ..models import build_model
+    from ..provenance import provenance
 
     configure_threads()
-    results = []
-    bar = tqdm(jobs, desc=desc, unit="attack", disable=(False if progress else None if progress is None else True))
-    for job in bar:
-        bar.set_postfix_str(f"{job.case.dataset} {job.config.method} #{','.join(map(str, job.case.indices))}")
-        results.append(store.get_or_run(job.config, job.case, lambda job=job: run_one(job, device)))
-    bar.close()
-    return results
+    results: list[AttackResult | None] = [store.load(j.config, j.case) for j in jobs]
+    store.loaded += sum(r is not None for r in results)
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        if results[i] is None:
+            groups.setdefault(_group_key(job), []).append(i)
+    prov = provenance(device) if groups else None
+    for g, (key, idx) in enumerate(groups.items()):
+        first = jobs[idx[0]]
+        c = first.case
+        model = build_model(c.model, tuple(first.images.shape[1:]), c.num_classes, seed=c.model_seed).to(device)
+        images = torch.stack([torch.as_tensor(jobs[i].images) for i in idx])  # (N, B, C, H, W)
+        labels = torch.stack([torch.as_tensor(jobs[i].labels) for i in idx])  # (N, B)
+
+        def save(j, result, idx=idx):
+            job = jobs[idx[j]]
+            result.meta = {**result.meta, "device": str(device), "provenance": prov}
+            store.save(result, job.case, job.config)
+            store.computed += 1
+            results[idx[j]] = result
+
+        label = f"{desc} [{g + 1}/{len(groups)}] {c.dataset} {first.config.method}"
+        run_attacks(model, images, labels, [jobs[i].config for i in idx], progress=progress,
+                    on_result=save, desc=label, max_chunk=max_chunk)
+    return results  # type: ignore[return-value]

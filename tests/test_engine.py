@@ -1,0 +1,154 @@
+"""The batched engine equals the one-attack reference, attack by attack."""
+import numpy as np
+import pytest
+import torch
+
+from wdlg_core import run_attack
+from wdlg_core.config import AttackConfig
+from wdlg_core.data import load_images
+from wdlg_core.engine import chunk_size, run_attacks, run_batch
+from wdlg_core.models import build_model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    images, labels = load_images("mnist", 4)
+    return images, labels
+
+
+def _batch(images, labels, b=1):
+    n = images.shape[0] // b
+    return images[: n * b].reshape(n, b, *images.shape[1:]), labels[: n * b].reshape(n, b)
+
+
+def _reference(images, labels, config, model="lenet"):
+    opts = config.to_dict()
+    m, o, it, s = opts.pop("method"), opts.pop("optimizer"), opts.pop("iterations"), opts.pop("seed")
+    return run_attack(images, labels, method=m, optimizer=o, iterations=it, seed=s, model=model,
+                      num_classes=10, **opts)
+
+
+# Batched kernels round differently from one-attack kernels (about 1e-7 relative per float32
+# evaluation, see test_one_evaluation_is_batch_independent) and gradient inversion amplifies
+# rounding like any chaotic optimisation (Adam's normalised steps and the sign-like sorted /
+# dual estimators fastest). So the comparison runs in float64, where rounding is 1e-16 and
+# stays far below the tolerance over these horizons.
+@pytest.mark.parametrize("method,optimizer,estimator,iters,tol", [
+    ("dlg", "adam", "dirac", 30, 1e-7),
+    ("idlg", "adam", "dirac", 30, 1e-7),
+    ("wdlg", "adam", "dirac", 30, 1e-7),
+    ("wdlg", "adam", "dual", 30, 1e-7),
+    ("wdlg", "adam", "sorted", 30, 1e-7),
+    ("dlg", "lbfgs", "dirac", 30, 1e-7),
+    ("idlg", "lbfgs", "dirac", 30, 1e-7),
+    ("wdlg", "lbfgs", "dirac", 30, 1e-7),
+])
+def test_batched_equals_one_at_a_time(digits, method, optimizer, estimator, iters, tol):
+    images, labels = digits
+    configs = [AttackConfig(method=method, optimizer=optimizer, lr=0.1, iterations=iters, seed=s,
+                            estimator=estimator, snapshots=(0, 3)) for s in range(4)]
+    model = build_model("lenet", (1, 28, 28), 10, seed=0).double()
+    x, y = _batch(images.double(), labels)
+    batched = run_batch(model, x, y, configs)
+    for i, cfg in enumerate(configs):
+        ref = _reference(images[i:i + 1].double(), labels[i:i + 1], cfg, model=model)
+        got = batched[i]
+        assert np.allclose(got.reconstruction, ref.reconstruction, atol=tol)
+        assert np.allclose(got.losses, ref.losses, rtol=50 * tol, atol=1e-7)
+        assert np.allclose(got.mses, ref.mses, rtol=50 * tol, atol=1e-7)
+        assert np.array_equal(got.iterations, ref.iterations)
+        assert np.array_equal(got.labels, ref.labels)
+        assert sorted(got.snapshots) == sorted(ref.snapshots) == [0, 3]
+        assert got.diverged == ref.diverged
+
+
+def test_one_evaluation_is_batch_independent(digits):
+    """Attack i's loss and dummy gradient inside a batch equal those of attack i alone."""
+    from wdlg_core import losses
+    from wdlg_core.matching import MatchingObjective
+
+    images, labels = digits
+    model = build_model("lenet", (1, 28, 28), 10, seed=0)
+    gen = torch.Generator().manual_seed(0)
+    true = [torch.randn(4, *p.shape, generator=gen) * 0.01 for p in model.parameters()]
+    x = torch.rand(4, 1, 1, 28, 28, generator=gen)
+    y = labels[:, None]
+
+    def evaluate(rows):
+        obj = MatchingObjective(model, [t[rows] for t in true], losses.batched_euclidean)
+        xr = x[rows].clone().requires_grad_()
+        v = obj(xr, y[rows])
+        return v.detach(), torch.autograd.grad(v.sum(), xr)[0]
+
+    v4, g4 = evaluate(slice(0, 4))
+    v1, g1 = evaluate(slice(2, 3))
+    assert torch.allclose(v4[2], v1[0], rtol=1e-6)
+    assert torch.allclose(g4[2], g1[0], rtol=1e-5, atol=1e-6 * g1.abs().max())
+
+
+def test_an_attack_does_not_depend_on_its_batch(digits):
+    images, labels = digits
+    model = build_model("lenet", (1, 28, 28), 10, seed=0).double()
+    configs = [AttackConfig(method="wdlg", optimizer="lbfgs", lr=0.1, iterations=50, seed=s) for s in range(4)]
+    x, y = _batch(images.double(), labels)
+    together = run_batch(model, x, y, configs)
+    alone = run_batch(model, x[2:3], y[2:3], configs[2:3])[0]
+    assert np.allclose(together[2].reconstruction, alone.reconstruction, atol=1e-8)
+    assert np.allclose(together[2].losses, alone.losses, rtol=1e-8)
+
+
+def test_a_diverging_attack_is_frozen_and_the_others_are_undisturbed(digits):
+    images, labels = digits
+    model = build_model("lenet", (1, 28, 28), 10, seed=0)
+    configs = [AttackConfig(method="idlg", optimizer="lbfgs", lr=0.1, iterations=10, seed=s) for s in range(4)]
+    x, y = _batch(images, labels)
+    calls = {"n": 0}
+
+    def poison_second(grads):  # the second attack's shared gradient overflowed
+        calls["n"] += 1
+        return [g * float("inf") for g in grads] if calls["n"] == 2 else grads
+
+    poisoned = run_batch(model, x, y, configs, defense=poison_second)
+    clean = run_batch(model, x, y, configs)
+    assert poisoned[1].diverged and not poisoned[1].success
+    assert np.isfinite(poisoned[1].reconstruction).all()
+    for i in (0, 2, 3):
+        assert not poisoned[i].diverged
+        assert np.array_equal(poisoned[i].reconstruction, clean[i].reconstruction)
+        assert np.array_equal(poisoned[i].losses, clean[i].losses)
+
+
+def test_batch_of_four_images_is_a_batch_member():
+    images, labels = load_images("cifar10", 8)
+    keep = [0, 1, 4, 6, 2, 3, 5, 7]
+    x, y = _batch(images[keep].double(), labels[keep], b=4)            # (2, 4, 3, 32, 32)
+    model = build_model("lenet", (3, 32, 32), 10, seed=0).double()
+    configs = [AttackConfig(method="idlg", optimizer="adam", lr=0.1, iterations=20, seed=s) for s in range(2)]
+    res = run_batch(model, x, y, configs)
+    ref = _reference(x[0], y[0], configs[0], model=model)
+    assert res[0].reconstruction.shape == (4, 3, 32, 32)
+    assert np.allclose(res[0].reconstruction, ref.reconstruction, atol=1e-7)
+    assert res[0].label_accuracy == ref.label_accuracy == 1.0
+
+
+def test_chunking_does_not_change_results(digits):
+    images, labels = digits
+    model = build_model("lenet", (1, 28, 28), 10, seed=0)
+    configs = [AttackConfig(method="dlg", optimizer="adam", lr=0.1, iterations=5, seed=s) for s in range(4)]
+    x, y = _batch(images, labels)
+    seen = []
+    chunked = run_attacks(model, x, y, configs, max_chunk=3, on_result=lambda i, r: seen.append(i))
+    whole = run_attacks(model, x, y, configs)
+    assert seen == [0, 1, 2, 3]
+    assert [r.meta["engine"]["chunk"] for r in chunked] == [3] * 4
+    for a, b in zip(chunked, whole):
+        assert np.allclose(a.reconstruction, b.reconstruction, atol=1e-5)
+    assert chunk_size(1000, per_attack=10, budget=35) == 3 and chunk_size(5, 10, 10 ** 9) == 5
+
+
+def test_configs_must_agree_beyond_the_seed(digits):
+    images, labels = digits
+    model = build_model("lenet", (1, 28, 28), 10, seed=0)
+    x, y = _batch(images[:2], labels[:2])
+    with pytest.raises(ValueError, match="except the seed"):
+        run_batch(model, x, y, [AttackConfig(method="dlg"), AttackConfig(method="wdlg")])

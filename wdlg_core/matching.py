@@ -1,0 +1,164 @@
+"""The gradient-matching objective of N independent attacks, evaluated as one computation.
+
+Attack i has dummy data x_i (B, C, H, W), a label target t_i, and the shared gradient
+dW_i it tries to match. All N attacks target the same model F (same weights). Its loss is
+
+    L_i(x_i) = D( d loss(F(x_i), t_i) / dW ,  dW_i ),
+
+and the optimiser needs dL_i/dx_i for every i. Because L_i depends on x_i alone,
+d(sum_i L_i)/dx_i = dL_i/dx_i: one backward of the sum gives every attack's gradient.
+
+The hard part is the inner gradient dW'_i = d loss(F(x_i), t_i) / dW *per attack* (an
+ordinary backward would sum it over the N attacks). Two ways are implemented:
+
+* ``"explicit"`` (fast path, models that are a plain sequence of Conv2d / Linear / Sigmoid /
+  LeakyReLU / Flatten layers: LeNet and CNN6). The inner backward is written out with
+  ordinary differentiable tensor ops, the per-attack weight gradients as batched matmuls
+  (a linear layer: sum_b delta_b a_b^T; a convolution: the same on unfolded input patches,
+  the formulation of opacus' grad samplers), so autograd can differentiate the whole thing
+  a second time w.r.t. x, and every op works on all N*B images at once.
+* ``"vmap"`` (any model): ``torch.func.vmap`` over ``torch.func.grad`` of the training loss
+  with the parameters shared (``functional_call``).
+
+Tests check both against the one-attack ``wdlg_core.gradients.parameter_gradient``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .gradients import training_loss
+
+Grads = list[torch.Tensor]
+_SEQUENTIAL_OK = (nn.Conv2d, nn.Linear, nn.Sigmoid, nn.LeakyReLU, nn.Flatten)
+PATHS = ("auto", "explicit", "vmap")
+
+
+def layer_sequence(model: nn.Module) -> list[nn.Module] | None:
+    """The model as a flat list of layers if the explicit path supports it, else None."""
+    seq = getattr(model, "sequence", None)
+    layers = seq() if callable(seq) else None
+    if layers is None or not all(isinstance(m, _SEQUENTIAL_OK) for m in layers):
+        return None
+    for m in layers:
+        if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str)):
+            return None
+    return layers
+
+
+def _output_delta(z: torch.Tensor, target: torch.Tensor, loss_kind: str, b: int) -> torch.Tensor:
+    """d(mean over an attack's B images of the loss) / d logits. z (N*B, K) -> (N*B, K)."""
+    if loss_kind == "cross_entropy":
+        y = F.one_hot(target.reshape(-1), z.shape[1]).to(z.dtype) if target.dtype == torch.long \
+            else target.reshape(z.shape)
+        # d/dz of -sum_k y_k log softmax(z)_k is softmax(z) * sum_k y_k - y (sum_k y_k = 1)
+        return (torch.softmax(z, dim=1) * y.sum(1, keepdim=True) - y) / b
+    if loss_kind == "logistic":
+        return (torch.sigmoid(z) - target.reshape(z.shape).to(z.dtype)) / b
+    raise ValueError(f"unknown loss_kind {loss_kind!r}; valid choices: cross_entropy, logistic")
+
+
+def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.Tensor,
+                       loss_kind: str) -> Grads:
+    """Per-attack parameter gradients through an explicit, twice-differentiable backward.
+
+    Args:
+        layers: from :func:`layer_sequence`.
+        x: (N, B, C, H, W) dummy data of N attacks.
+        target: (N, B) int64 labels, or (N, B, K) soft labels (probabilities).
+        loss_kind: ``"cross_entropy"`` or ``"logistic"``.
+
+    Returns:
+        One tensor (N, *param.shape) per parameter, in ``model.parameters()`` order.
+    """
+    n, b = x.shape[:2]
+    a = x.reshape(n * b, *x.shape[2:])                          # (N*B, C, H, W)
+    inputs, outputs = [], []
+    for layer in layers:                                        # forward, keeping activations
+        inputs.append(a)
+        a = layer(a)
+        outputs.append(a)
+    delta = _output_delta(a, target, loss_kind, b)              # (N*B, K)
+    grads: list[Grads] = []
+    for layer, a_in, a_out in zip(reversed(layers), reversed(inputs), reversed(outputs)):
+        if isinstance(layer, nn.Linear):
+            d = delta.reshape(n, b, -1)                          # (N, B, O)
+            g = [torch.bmm(d.transpose(1, 2), a_in.reshape(n, b, -1))]  # (N, O, I)
+            if layer.bias is not None:
+                g.append(d.sum(1))                               # (N, O)
+            grads.append(g)
+            delta = delta @ layer.weight                         # (N*B, I)
+        elif isinstance(layer, nn.Conv2d):
+            w = layer.weight                                     # (O, C, k, k)
+            patches = F.unfold(a_in, w.shape[2:], layer.dilation, layer.padding, layer.stride)  # (N*B, C*k*k, P)
+            p = patches.shape[-1]
+            d = delta.reshape(n, b, w.shape[0], p)               # (N, B, O, P)
+            dw = torch.bmm(d.permute(0, 2, 1, 3).reshape(n, w.shape[0], b * p),
+                           patches.reshape(n, b, -1, p).permute(0, 1, 3, 2).reshape(n, b * p, -1))
+            g = [dw.reshape(n, *w.shape)]                        # (N, O, C, k, k)
+            if layer.bias is not None:
+                g.append(d.sum((1, 3)))                          # (N, O)
+            grads.append(g)
+            out_pad = [a_in.shape[2 + i] - ((delta.shape[2 + i] - 1) * layer.stride[i] - 2 * layer.padding[i]
+                                            + layer.dilation[i] * (w.shape[2 + i] - 1) + 1) for i in range(2)]
+            delta = F.conv_transpose2d(delta, w, stride=layer.stride, padding=layer.padding,
+                                       output_padding=out_pad, dilation=layer.dilation)  # (N*B, C, H, W)
+        elif isinstance(layer, nn.Sigmoid):
+            delta = delta * a_out * (1 - a_out)
+        elif isinstance(layer, nn.LeakyReLU):
+            delta = delta * torch.where(a_in > 0, 1.0, layer.negative_slope)
+        elif isinstance(layer, nn.Flatten):
+            delta = delta.reshape(a_in.shape)
+    return [t for g in reversed(grads) for t in g]
+
+
+def vmap_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_kind: str) -> Grads:
+    """Per-attack parameter gradients with ``torch.func`` (any model). Same contract as
+    :func:`explicit_gradients`."""
+    from torch.func import functional_call, grad, vmap
+
+    params = {k: v.detach() for k, v in model.named_parameters()}
+    buffers = {k: v.detach() for k, v in model.named_buffers()}
+
+    def attack_loss(p, xb, tb):  # one attack: xb (B, C, H, W)
+        return training_loss(functional_call(model, (p, buffers), (xb,)), tb, loss_kind)
+
+    g = vmap(grad(attack_loss), in_dims=(None, 0, 0))(params, x, target)
+    return [g[k] for k in params]
+
+
+class MatchingObjective:
+    """L_i(x_i) for N attacks on one model (see the module docstring).
+
+    Args:
+        model: the shared network (its weights are not optimised).
+        true_grads: the N shared gradients, one tensor (N, *param.shape) per parameter.
+        loss_fn: a batched gradient-matching loss (``losses.make_loss(..., batched=True)``).
+        path: ``"explicit"``, ``"vmap"`` or ``"auto"`` (explicit when the model allows it).
+
+    Call: ``objective(x, target) -> (N,)`` with x (N, B, C, H, W) and target (N, B) int64 or
+    (N, B, K) probabilities; differentiable w.r.t. x and a soft target.
+
+    Raises:
+        ValueError: unknown path, or ``"explicit"`` for a model it does not support.
+    """
+
+    def __init__(self, model: nn.Module, true_grads: Grads, loss_fn, path: str = "auto"):
+        if path not in PATHS:
+            raise ValueError(f"unknown path {path!r}; valid choices: {', '.join(PATHS)}")
+        self.model, self.true_grads, self.loss_fn = model, true_grads, loss_fn
+        self.loss_kind = getattr(model, "loss_kind", "cross_entropy")
+        self.layers = layer_sequence(model) if path != "vmap" else None
+        if path == "explicit" and self.layers is None:
+            raise ValueError(f"the explicit path needs a plain layer sequence; {type(model).__name__} "
+                             "has other layers: use path='vmap'")
+        self.path = "explicit" if self.layers is not None else "vmap"
+
+    def dummy_gradients(self, x: torch.Tensor, target: torch.Tensor) -> Grads:
+        if self.path == "explicit":
+            return explicit_gradients(self.layers, x, target, self.loss_kind)
+        return vmap_gradients(self.model, x, target, self.loss_kind)
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(self.dummy_gradients(x, target), self.true_grads)
