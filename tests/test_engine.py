@@ -42,11 +42,15 @@ def _reference(images, labels, config, model="lenet"):
     ("dlg", "lbfgs", "dirac", 30, 1e-7),
     ("idlg", "lbfgs", "dirac", 30, 1e-7),
     ("wdlg", "lbfgs", "dirac", 30, 1e-7),
+    ("dlg", "lbfgs-armijo", "dirac", 30, 1e-7),
+    ("wdlg", "lbfgs-armijo", "dirac", 30, 1e-7),
 ])
 def test_batched_equals_one_at_a_time(digits, method, optimizer, estimator, iters, tol):
     images, labels = digits
+    optimizer, _, line_search = optimizer.partition("-")
     configs = [AttackConfig(method=method, optimizer=optimizer, lr=0.1, iterations=iters, seed=s,
-                            estimator=estimator, snapshots=(0, 3)) for s in range(4)]
+                            estimator=estimator, snapshots=(0, 3), line_search=line_search or "none")
+               for s in range(4)]
     model = build_model("lenet", (1, 28, 28), 10, seed=0).double()
     x, y = _batch(images.double(), labels)
     batched = run_batch(model, x, y, configs)
@@ -60,6 +64,7 @@ def test_batched_equals_one_at_a_time(digits, method, optimizer, estimator, iter
         assert np.array_equal(got.labels, ref.labels)
         assert sorted(got.snapshots) == sorted(ref.snapshots) == [0, 3]
         assert got.diverged == ref.diverged
+        assert got.function_evals == ref.function_evals
 
 
 def test_one_evaluation_is_batch_independent(digits):

@@ -33,6 +33,7 @@ from .gradients import parameter_gradient, shared_gradient
 from .labels import restore_labels
 from .losses import make_loss
 from .models import build_model
+from .optim import LBFGSReference
 from .result import AttackResult
 
 
@@ -84,37 +85,62 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
     device, dtype = true_grads[0].device, true_grads[0].dtype
     b = shape[0]
     gen = torch.Generator().manual_seed(config.seed)  # drawn in float32 on the CPU, whatever the device
-    dummy_x = torch.randn(*shape, generator=gen).to(device, dtype).requires_grad_(True)   # (B, C, H, W)
-    dummy_y = torch.randn(b, _num_outputs(model), generator=gen).to(device, dtype)         # (B, K)
+    x0 = torch.randn(*shape, generator=gen).to(device, dtype)                             # (B, C, H, W)
+    y0 = torch.randn(b, _num_outputs(model), generator=gen).to(device, dtype)             # (B, K)
     logistic = getattr(model, "loss_kind", "cross_entropy") == "logistic"
+    dx = x0.numel()
 
+    # The optimised variables as one flat vector: the dummy data, then DLG's dummy label
+    # (torch.optim.LBFGS flattens its parameters the same way; Adam is elementwise).
     if config.label_mode == "joint":
-        dummy_y.requires_grad_(True)
-        variables = [dummy_x, dummy_y]
-        target = (lambda: torch.sigmoid(dummy_y)) if logistic else (lambda: torch.softmax(dummy_y, dim=-1))
+        v = torch.cat([x0.flatten(), y0.flatten()]).requires_grad_(True)
         restored = None
     else:
+        v = x0.flatten().clone().requires_grad_(True)
         restored = restore_labels(model, true_grads, b)
-        variables = [dummy_x]
-        target = lambda: restored  # noqa: E731
+
+    def unpack(flat):
+        x = flat[:dx].view(shape)
+        if restored is not None:
+            return x, restored
+        yl = flat[dx:].view(b, -1)
+        return x, torch.sigmoid(yl) if logistic else torch.softmax(yl, dim=-1)
+
+    dummy_x = v[:dx].view(shape)  # a view: follows every update of v
+    dummy_y = v[dx:].view(b, -1) if restored is None else None
 
     loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
                         critic_lr=config.critic_lr, critic_clip=config.critic_clip)
-    if config.optimizer == "lbfgs":
-        opt = torch.optim.LBFGS(variables, lr=config.lr, max_iter=1, history_size=100)
-    else:
-        opt = torch.optim.Adam(variables, lr=config.lr)
-
     evals = 0
 
-    def closure():
+    def matching_loss(flat):
         nonlocal evals
         evals += 1
-        opt.zero_grad()
-        dummy_grads = parameter_gradient(model, dummy_x, target(), create_graph=True)
-        loss = loss_fn(dummy_grads, true_grads)
-        loss.backward()
-        return loss
+        x, target = unpack(flat)
+        return loss_fn(parameter_gradient(model, x, target, create_graph=True), true_grads)
+
+    if config.line_search == "armijo":  # our own algorithm: its single-problem reference
+        opt = LBFGSReference(v, lr=config.lr, history_size=100, line_search="armijo")
+
+        def closure(flat=None):
+            flat = (v if flat is None else flat).detach().requires_grad_(True)
+            loss = matching_loss(flat)
+            return loss.detach(), torch.autograd.grad(loss, flat)[0]
+
+        step = lambda: opt.step(closure)  # noqa: E731
+        final_loss = lambda: closure()[0]  # noqa: E731
+    else:
+        opt = (torch.optim.LBFGS([v], lr=config.lr, max_iter=1, history_size=100)
+               if config.optimizer == "lbfgs" else torch.optim.Adam([v], lr=config.lr))
+
+        def closure():
+            opt.zero_grad()
+            loss = matching_loss(v)
+            loss.backward()
+            return loss
+
+        step = lambda: opt.step(closure)  # noqa: E731
+        final_loss = closure
 
     def image_mse(x):
         rec = x.detach().clamp(0, 1)
@@ -128,7 +154,7 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
     start = time.perf_counter()
     for it in range(1, config.iterations + 1):
         mse_before = image_mse(dummy_x) if (it - 1) % config.record_every == 0 else None
-        loss = float(opt.step(closure).detach())  # the loss at x_(it-1); then x moves to x_it
+        loss = float(step().detach())  # the loss at x_(it-1); then x moves to x_it
         if mse_before is not None:
             recorded.append(it - 1), losses.append(loss), mses.append(mse_before)
         if not math.isfinite(loss) or not torch.isfinite(dummy_x).all():
@@ -138,7 +164,7 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         if it in config.snapshots:
             snapshots[it] = dummy_x.detach().clamp(0, 1).cpu().numpy()
     if not diverged:  # the loss at the final point costs one more evaluation
-        final = float(closure().detach())
+        final = float(final_loss().detach())
         recorded.append(config.iterations), losses.append(final), mses.append(image_mse(dummy_x))
         diverged = not math.isfinite(final)
     wall = time.perf_counter() - start

@@ -26,6 +26,7 @@ METHODS: dict[str, dict[str, str]] = {
     "wdlg": {"loss": "wasserstein", "label": "restore"},
 }
 OPTIMIZERS = ("lbfgs", "adam")
+LINE_SEARCHES = ("none", "armijo")
 LOSSES = ("euclidean", "wasserstein")
 ESTIMATORS = ("dirac", "sorted", "dual")
 
@@ -51,6 +52,10 @@ class AttackConfig:
             step ``lr`` and one function evaluation, i.e. ``torch.optim.LBFGS(max_iter=1)``)
             or ``"adam"``.
         lr: learning rate (step size) of the optimiser.
+        line_search: for L-BFGS, ``"none"`` (torch's fixed step ``lr``, DLG's setting) or
+            ``"armijo"`` (our batched backtracking from ``lr``: the loss never increases, so an
+            attack cannot blow up after converging; one iteration then costs one or more loss
+            evaluations, see ``wdlg_core.optim``).
         iterations: number of optimiser iterations.
         seed: seed of the dummy data x' ~ N(0, 1) and dummy label y' ~ N(0, 1) (paper Table 1).
         loss: gradient-matching loss; ``None`` takes the method's default.
@@ -72,6 +77,7 @@ class AttackConfig:
     method: str = "wdlg"
     optimizer: str = "lbfgs"
     lr: float = 1.0
+    line_search: str = "none"
     iterations: int = 300
     seed: int = 0
     loss: str | None = None
@@ -86,6 +92,9 @@ class AttackConfig:
     def __post_init__(self):
         _choice("method", self.method, METHODS)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("line_search", self.line_search, LINE_SEARCHES)
+        if self.line_search != "none" and self.optimizer != "lbfgs":
+            raise ValueError(f"line_search {self.line_search!r} needs optimizer 'lbfgs'")
         if self.loss is not None:
             _choice("loss", self.loss, LOSSES)
         _choice("wasserstein estimator", self.estimator, ESTIMATORS)

@@ -124,7 +124,8 @@ class BatchedAttack:
         loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
                             critic_lr=config.critic_lr, critic_clip=config.critic_clip, batched=True)
         self.objective = MatchingObjective(model, true_grads, loss_fn, path=path)
-        self.optimizer = make_optimizer(config.optimizer, self.z, config.lr)
+        extra = {"line_search": "armijo"} if config.line_search == "armijo" else {}
+        self.optimizer = make_optimizer(config.optimizer, self.z, config.lr, **extra)
 
         self.iteration = 0
         self.stopped = np.zeros(n, dtype=bool)

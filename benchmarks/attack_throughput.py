@@ -1,0 +1,227 @@
+"""Throughput of the batched attack engine against the one-at-a-time reference.
+
+For LeNet on 28x28x1 (MNIST) and 32x32x3 (CIFAR-10) inputs, Adam and L-BFGS, and N attacks
+at once, it measures, per attack and iteration (one loss evaluation):
+
+* reference: the DLG-style loop, ``torch.optim`` on one attack, attacks one after the other
+  (``wdlg_core.attacks.invert_gradient``); its cost per attack does not depend on N;
+* engine: one step of ``wdlg_core.engine.BatchedAttack`` (objective + batched optimiser +
+  records), divided by N, after a warm-up that fills the L-BFGS history (m = 100);
+* floor: one batched forward + per-attack backward + double backward of the same N (the
+  engine's loss-and-gradient evaluation alone, no optimiser), divided by N;
+
+plus the speed-up reference / engine, engine / floor, the FLOP rate the floor achieves
+(FLOPs counted by ``torch.utils.flop_counter``) next to the machine's dense float32 matmul rate
+measured in the same run, and the peak memory of each measurement (each runs in its own
+process: peak RSS on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). Every time is
+the median of ``--reps`` repetitions.
+
+Usage::
+
+    .venv/bin/python benchmarks/attack_throughput.py                 # full table (~10 min, CPU)
+    .venv/bin/python benchmarks/attack_throughput.py --sizes 1 8 --warmup 5 --reps 3   # smoke
+    .venv/bin/python benchmarks/attack_throughput.py --device cuda --sizes 1 8 32 128 512
+
+The table is printed and written to ``results/benchmarks/attack_throughput.{md,json}``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {"28x28x1": ("mnist", (1, 28, 28)), "32x32x3": ("cifar10", (3, 32, 32))}
+
+
+def _sync(device):
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _timed(fn, device, reps):
+    times = []
+    for _ in range(reps):
+        _sync(device)
+        t = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _images(shape_name, n):
+    from wdlg_core.data import load_images
+
+    dataset, _ = SHAPES[shape_name]
+    images, labels = load_images(dataset, 20)  # bundled real images, cycled
+    idx = [i % 20 for i in range(n)]
+    return images[idx], labels[idx]
+
+
+def child_reference(shape_name, optimizer, device, reps):
+    """Seconds per attack-iteration of the one-attack reference (median over reps)."""
+    import torch
+
+    from wdlg_core.attacks import invert_gradient
+    from wdlg_core.config import AttackConfig
+    from wdlg_core.gradients import shared_gradient
+    from wdlg_core.models import build_model
+
+    images, labels = _images(shape_name, 1)
+    images, labels = images.to(device), labels.to(device)
+    model = build_model("lenet", SHAPES[shape_name][1], 10, seed=0).to(device)
+    grads = shared_gradient(model, images, labels)
+    short, long = 10, 40
+
+    def run(iters):
+        cfg = AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=iters)
+        invert_gradient(model, grads, cfg, tuple(images.shape), images, labels)
+
+    run(short)  # warm-up
+    per_iter = [(_timed(lambda: run(long), device, 1) - _timed(lambda: run(short), device, 1)) / (long - short)
+                for _ in range(reps)]
+    return {"reference_s": statistics.median(per_iter)}
+
+
+def child_engine(shape_name, optimizer, n, device, reps, warmup):
+    """Seconds per attack-iteration of the engine and of the floor, FLOPs per evaluation."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from wdlg_core.config import AttackConfig
+    from wdlg_core.engine import BatchedAttack, constant_weights
+    from wdlg_core.models import build_model
+
+    images, labels = _images(shape_name, n)
+    model = build_model("lenet", SHAPES[shape_name][1], 10, seed=0).to(device)
+    configs = [AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=10 ** 6, seed=i,
+                            record_every=1) for i in range(n)]
+    with constant_weights(model):
+        attack = BatchedAttack(model, images[:, None], labels[:, None], configs)
+        for _ in range(warmup):  # fill the L-BFGS history (the cost grows until m pairs are kept)
+            attack.step()
+        step = _timed(attack.step, device, reps)
+        floor = _timed(lambda: attack.closure(attack.z), device, reps)
+        with FlopCounterMode(display=False) as counter:
+            attack.closure(attack.z)
+        flops = counter.get_total_flops()
+        history = int(attack.optimizer.history_len.max()) if hasattr(attack.optimizer, "history_len") else 0
+    return {"engine_s": step / n, "floor_s": floor / n, "flops": flops, "history": history,
+            "path": attack.objective.path}
+
+
+def child_main(spec):
+    import torch
+
+    from wdlg_core.experiments import configure_threads
+
+    configure_threads(spec.get("threads"))
+    if spec["device"].startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    if spec["kind"] == "reference":
+        out = child_reference(spec["shape"], spec["optimizer"], spec["device"], spec["reps"])
+    else:
+        out = child_engine(spec["shape"], spec["optimizer"], spec["n"], spec["device"], spec["reps"], spec["warmup"])
+    if spec["device"].startswith("cuda"):
+        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    else:
+        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print("RESULT " + json.dumps(out))
+
+
+def run_child(spec) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    raise RuntimeError(f"measurement {spec} failed:\n{proc.stderr[-3000:]}")
+
+
+def matmul_gflops(device, reps, size=2048):
+    """Dense float32 matmul rate of this machine (GFLOP/s), the physical limit of the table."""
+    import torch
+
+    a = torch.randn(size, size, device=device)
+    b = torch.randn(size, size, device=device)
+    torch.mm(a, b)
+    t = _timed(lambda: torch.mm(a, b), device, reps)
+    return 2 * size ** 3 / t / 1e9
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 128, 512])
+    ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs"], choices=["adam", "lbfgs"])
+    ap.add_argument("--reps", type=int, default=5, help="repetitions per figure (median)")
+    ap.add_argument("--warmup", type=int, default=105, help="engine steps before timing (fills L-BFGS history)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--out", default="results/benchmarks/attack_throughput")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        return child_main(json.loads(args.child))
+
+    import torch
+
+    from wdlg_core.experiments import check_device, configure_threads
+    from wdlg_core.provenance import provenance
+
+    check_device(args.device)
+    threads = configure_threads(args.threads)
+    mm = matmul_gflops(args.device, args.reps)
+    print(f"device {args.device}, torch {torch.__version__}, {threads} threads; "
+          f"dense float32 matmul: {mm:.1f} GFLOP/s", flush=True)
+    rows = []
+    for shape in args.shapes:
+        for opt in args.optimizers:
+            base = dict(shape=shape, optimizer=opt, device=args.device, reps=args.reps, threads=args.threads)
+            ref = run_child({**base, "kind": "reference"})
+            for n in args.sizes:
+                eng = run_child({**base, "kind": "engine", "n": n, "warmup": args.warmup if opt == "lbfgs" else 5})
+                row = {"shape": shape, "optimizer": opt, "N": n,
+                       "reference_ms": 1e3 * ref["reference_s"], "engine_ms": 1e3 * eng["engine_s"],
+                       "speedup": ref["reference_s"] / eng["engine_s"], "floor_ms": 1e3 * eng["floor_s"],
+                       "engine_over_floor": eng["engine_s"] / eng["floor_s"],
+                       "floor_gflops": eng["flops"] / (eng["floor_s"] * n) / 1e9,
+                       "matmul_gflops": mm, "peak_mb": eng["peak_mb"], "reference_peak_mb": ref["peak_mb"],
+                       "lbfgs_history": eng["history"], "path": eng["path"]}
+                rows.append(row)
+                print(_format_row(row), flush=True)
+    table = format_table(rows)
+    print("\n" + table)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".md").write_text(table + "\n")
+    out.with_suffix(".json").write_text(json.dumps({"provenance": provenance(args.device), "threads": threads,
+                                                    "matmul_gflops": mm, "rows": rows}, indent=1))
+    print(f"\nwritten: {out.with_suffix('.md')}, {out.with_suffix('.json')}")
+
+
+COLUMNS = [("shape", "{}"), ("optimizer", "{}"), ("N", "{}"), ("reference_ms", "{:.2f}"), ("engine_ms", "{:.3f}"),
+           ("speedup", "{:.1f}x"), ("floor_ms", "{:.3f}"), ("engine_over_floor", "{:.2f}"),
+           ("floor_gflops", "{:.1f}"), ("matmul_gflops", "{:.1f}"), ("peak_mb", "{:.0f}")]
+HEADERS = ["input", "optimizer", "N", "reference ms/attack-it", "engine ms/attack-it", "speed-up",
+           "floor ms/attack-it", "engine / floor", "floor GFLOP/s", "matmul GFLOP/s", "peak MB"]
+
+
+def _format_row(row):
+    return "| " + " | ".join(fmt.format(row[k]) for k, fmt in COLUMNS) + " |"
+
+
+def format_table(rows):
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+    return "\n".join(lines + [_format_row(r) for r in rows])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
