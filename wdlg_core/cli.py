@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ESTIMATORS, METHODS, OPTIMIZERS
+from .config import ESTIMATORS, LINE_SEARCHES, METHODS, OPTIMIZERS
 from .profiles import PROFILES
 
 
@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--iterations", type=int, default=None)
     a.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     a.add_argument("--lr", type=float, default=None)
+    a.add_argument("--line-search", default=None, choices=list(LINE_SEARCHES),
+                   help="L-BFGS line search (default: the profile's, armijo)")
     a.add_argument("--seed", type=int, default=None, help="seed of the dummy data")
     a.add_argument("--model-seed", type=int, default=None, help="seed of the random model weights")
     a.add_argument("--estimator", default=None, choices=list(ESTIMATORS), help="Wasserstein estimator (WDLG)")
@@ -105,7 +107,7 @@ def cmd_attack(args) -> int:
     from .store import Case
 
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-                    seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
+                    line_search=args.line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
                     split=args.split, methods=(args.method,))
     check_device(p.device)
     if args.index < 0:
@@ -122,7 +124,7 @@ def cmd_attack(args) -> int:
     its = "-" if r.iterations_to_success is None else str(r.iterations_to_success)
     psnr = "inf" if not math.isfinite(r.psnr) else f"{r.psnr:.2f}"
     print(f"{METHOD_NAMES[args.method]} on {DATASET_NAMES[args.dataset]} image {args.index}, {p.model}, "
-          f"{p.optimizer} lr {p.lr:g}, {p.iterations} iterations, device {p.device}")
+          f"{p.optimizer} lr {p.lr:g} (line search {p.line_search}), {p.iterations} iterations, device {p.device}")
     print(f"  label restored/true : {int(r.labels[0])} / {int(r.true_labels[0])}")
     print(f"  MSE                 : {r.mse:.3e}")
     print(f"  PSNR                : {psnr} dB")
