@@ -6,7 +6,8 @@ at once, it measures, per attack and iteration (one loss evaluation):
 * reference: the DLG-style loop, ``torch.optim`` on one attack, attacks one after the other
   (``wdlg_core.attacks.invert_gradient``); its cost per attack does not depend on N;
 * engine: one step of ``wdlg_core.engine.BatchedAttack`` (objective + batched optimiser +
-  records), divided by N, after a warm-up that fills the L-BFGS history (m = 100);
+  records), divided by N, after a warm-up that fills the L-BFGS history (``lbfgs``: torch's
+  default of m = 100 pairs; ``lbfgs-m10``: m = 10);
 * floor: one batched forward + per-attack backward + double backward of the same N (the
   engine's loss-and-gradient evaluation alone, no optimiser), divided by N;
 
@@ -66,7 +67,7 @@ def _images(shape_name, n):
     return images[idx], labels[idx]
 
 
-def child_reference(shape_name, optimizer, device, reps):
+def child_reference(shape_name, optimizer, history, device, reps):
     """Seconds per attack-iteration of the one-attack reference (median over reps)."""
     import torch
 
@@ -82,7 +83,7 @@ def child_reference(shape_name, optimizer, device, reps):
     short, long = 10, 40
 
     def run(iters):
-        cfg = AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=iters)
+        cfg = AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=iters, history_size=history)
         invert_gradient(model, grads, cfg, tuple(images.shape), images, labels)
 
     run(short)  # warm-up
@@ -91,7 +92,7 @@ def child_reference(shape_name, optimizer, device, reps):
     return {"reference_s": statistics.median(per_iter)}
 
 
-def child_engine(shape_name, optimizer, n, device, reps, warmup):
+def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
     """Seconds per attack-iteration of the engine and of the floor, FLOPs per evaluation."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
@@ -103,7 +104,7 @@ def child_engine(shape_name, optimizer, n, device, reps, warmup):
     images, labels = _images(shape_name, n)
     model = build_model("lenet", SHAPES[shape_name][1], 10, seed=0).to(device)
     configs = [AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=10 ** 6, seed=i,
-                            record_every=1) for i in range(n)]
+                            record_every=1, history_size=history) for i in range(n)]
     with constant_weights(model):
         attack = BatchedAttack(model, images[:, None], labels[:, None], configs)
         for _ in range(warmup):  # fill the L-BFGS history (the cost grows until m pairs are kept)
@@ -127,9 +128,10 @@ def child_main(spec):
     if spec["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     if spec["kind"] == "reference":
-        out = child_reference(spec["shape"], spec["optimizer"], spec["device"], spec["reps"])
+        out = child_reference(spec["shape"], spec["optimizer"], spec["history"], spec["device"], spec["reps"])
     else:
-        out = child_engine(spec["shape"], spec["optimizer"], spec["n"], spec["device"], spec["reps"], spec["warmup"])
+        out = child_engine(spec["shape"], spec["optimizer"], spec["history"], spec["n"], spec["device"],
+                           spec["reps"], spec["warmup"])
     if spec["device"].startswith("cuda"):
         out["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
     else:
@@ -161,7 +163,9 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 8, 32, 128, 512])
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
-    ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs"], choices=["adam", "lbfgs"])
+    ap.add_argument("--optimizers", nargs="+", default=["adam", "lbfgs", "lbfgs-m10"],
+                    choices=["adam", "lbfgs", "lbfgs-m10"],
+                    help="lbfgs keeps torch's default history of 100 pairs, lbfgs-m10 keeps 10")
     ap.add_argument("--reps", type=int, default=5, help="repetitions per figure (median)")
     ap.add_argument("--warmup", type=int, default=105, help="engine steps before timing (fills L-BFGS history)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -184,10 +188,13 @@ def main(argv=None):
     rows = []
     for shape in args.shapes:
         for opt in args.optimizers:
-            base = dict(shape=shape, optimizer=opt, device=args.device, reps=args.reps, threads=args.threads)
+            name, _, m = opt.partition("-m")
+            base = dict(shape=shape, optimizer=name, history=int(m or 100), device=args.device, reps=args.reps,
+                        threads=args.threads)
             ref = run_child({**base, "kind": "reference"})
             for n in args.sizes:
-                eng = run_child({**base, "kind": "engine", "n": n, "warmup": args.warmup if opt == "lbfgs" else 5})
+                warmup = min(args.warmup, base["history"] + 5) if name == "lbfgs" else 5
+                eng = run_child({**base, "kind": "engine", "n": n, "warmup": warmup})
                 row = {"shape": shape, "optimizer": opt, "N": n,
                        "reference_ms": 1e3 * ref["reference_s"], "engine_ms": 1e3 * eng["engine_s"],
                        "speedup": ref["reference_s"] / eng["engine_s"], "floor_ms": 1e3 * eng["floor_s"],

@@ -120,7 +120,7 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         return loss_fn(parameter_gradient(model, x, target, create_graph=True), true_grads)
 
     if config.line_search == "armijo":  # our own algorithm: its single-problem reference
-        opt = LBFGSReference(v, lr=config.lr, history_size=100, line_search="armijo")
+        opt = LBFGSReference(v, lr=config.lr, history_size=config.history_size, line_search="armijo")
 
         def closure(flat=None):
             flat = (v if flat is None else flat).detach().requires_grad_(True)
@@ -130,7 +130,7 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         step = lambda: opt.step(closure)  # noqa: E731
         final_loss = lambda: closure()[0]  # noqa: E731
     else:
-        opt = (torch.optim.LBFGS([v], lr=config.lr, max_iter=1, history_size=100)
+        opt = (torch.optim.LBFGS([v], lr=config.lr, max_iter=1, history_size=config.history_size)
                if config.optimizer == "lbfgs" else torch.optim.Adam([v], lr=config.lr))
 
         def closure():

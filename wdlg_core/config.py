@@ -56,6 +56,9 @@ class AttackConfig:
             ``"armijo"`` (our batched backtracking from ``lr``: the loss never increases, so an
             attack cannot blow up after converging; one iteration then costs one or more loss
             evaluations, see ``wdlg_core.optim``).
+        history_size: L-BFGS curvature pairs kept per attack (torch's and DLG's default 100).
+            The batched L-BFGS reads its whole history twice per step, so on a CPU its cost
+            grows with this number (see ``benchmarks/attack_throughput.py``).
         iterations: number of optimiser iterations.
         seed: seed of the dummy data x' ~ N(0, 1) and dummy label y' ~ N(0, 1) (paper Table 1).
         loss: gradient-matching loss; ``None`` takes the method's default.
@@ -78,6 +81,7 @@ class AttackConfig:
     optimizer: str = "lbfgs"
     lr: float = 1.0
     line_search: str = "none"
+    history_size: int = 100
     iterations: int = 300
     seed: int = 0
     loss: str | None = None
@@ -102,6 +106,8 @@ class AttackConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
+        if self.history_size < 1:
+            raise ValueError(f"history_size must be >= 1, got {self.history_size}")
         if self.record_every < 1:
             raise ValueError(f"record_every must be >= 1, got {self.record_every}")
         object.__setattr__(self, "snapshots", tuple(sorted(set(int(s) for s in self.snapshots))))

@@ -124,7 +124,9 @@ class BatchedAttack:
         loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
                             critic_lr=config.critic_lr, critic_clip=config.critic_clip, batched=True)
         self.objective = MatchingObjective(model, true_grads, loss_fn, path=path)
-        extra = {"line_search": "armijo"} if config.line_search == "armijo" else {}
+        extra = {"history_size": config.history_size} if config.optimizer == "lbfgs" else {}
+        if config.line_search == "armijo":
+            extra["line_search"] = "armijo"
         self.optimizer = make_optimizer(config.optimizer, self.z, config.lr, **extra)
 
         self.iteration = 0
@@ -256,13 +258,13 @@ def run_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, conf
 def bytes_per_attack(model: nn.Module, shape: tuple[int, ...], batch: int, config: AttackConfig) -> int:
     """Estimated peak memory of one attack inside a batch, in bytes (float32).
 
-    Optimiser state: L-BFGS keeps 2 * 100 history vectors of the attack's D numbers, Adam 2.
+    Optimiser state: L-BFGS keeps 2 * history_size vectors of the attack's D numbers, Adam 2.
     Objective: the activations and unfolded input patches of every layer for the B images,
     kept for the double backward (a factor of 6 over one forward's activations covers the
     first backward and the graph of the second, measured on LeNet/CNN6 with CUDA peak stats).
     """
     d = batch * int(np.prod(shape)) + batch * _num_outputs(model)
-    opt_floats = (2 * 100 + 6) * d if config.optimizer == "lbfgs" else 6 * d
+    opt_floats = (2 * config.history_size + 6) * d if config.optimizer == "lbfgs" else 6 * d
     acts = 0
     with torch.no_grad():
         x = torch.zeros(1, *shape, device=next(model.parameters()).device)
