@@ -44,6 +44,7 @@ def _reference(images, labels, config, model="lenet"):
     ("wdlg", "lbfgs", "dirac", 30, 1e-7),
     ("dlg", "lbfgs-armijo", "dirac", 30, 1e-7),
     ("wdlg", "lbfgs-armijo", "dirac", 30, 1e-7),
+    ("wdlg", "lbfgs-armijo", "dual", 30, 1e-7),
 ])
 def test_batched_equals_one_at_a_time(digits, method, optimizer, estimator, iters, tol):
     images, labels = digits
@@ -63,6 +64,7 @@ def test_batched_equals_one_at_a_time(digits, method, optimizer, estimator, iter
         assert np.array_equal(got.iterations, ref.iterations)
         assert np.array_equal(got.labels, ref.labels)
         assert sorted(got.snapshots) == sorted(ref.snapshots) == [0, 3]
+        assert np.allclose(got.snapshots[3], ref.snapshots[3], atol=tol)
         assert got.diverged == ref.diverged
         assert got.function_evals == ref.function_evals
 
@@ -121,6 +123,24 @@ def test_a_diverging_attack_is_frozen_and_the_others_are_undisturbed(digits):
         assert not poisoned[i].diverged
         assert np.array_equal(poisoned[i].reconstruction, clean[i].reconstruction)
         assert np.array_equal(poisoned[i].losses, clean[i].losses)
+
+
+def test_mid_run_divergence_matches_the_reference():
+    """CNN6 has no saturating activation: a huge Adam step overflows the dummy, the next loss is
+    not finite, and both paths stop there and report the last dummy whose loss was finite."""
+    images, labels = load_images("cifar10", 2)
+    model = build_model("cnn6", (3, 32, 32), 10, seed=0)
+    configs = [AttackConfig(method="dlg", optimizer="adam", lr=1e30, iterations=10, seed=s) for s in range(2)]
+    x, y = _batch(images, labels)
+    got = run_batch(model, x, y, configs)
+    for i, cfg in enumerate(configs):
+        ref = _reference(images[i:i + 1], labels[i:i + 1], cfg, model=model)
+        assert got[i].diverged and ref.diverged and not got[i].success
+        assert np.array_equal(got[i].iterations, ref.iterations) and 1 < len(got[i].iterations) < 10
+        assert not np.isfinite(got[i].losses[-1]) and not np.isfinite(ref.losses[-1])
+        assert got[i].function_evals == ref.function_evals
+        assert np.isfinite(got[i].reconstruction).all()
+        assert np.allclose(got[i].reconstruction, ref.reconstruction, atol=1e-5)
 
 
 def test_batch_of_four_images_is_a_batch_member():

@@ -79,8 +79,8 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         true_labels: (B,) the real labels, used only to score label restoration.
 
     Returns:
-        An :class:`AttackResult`. A NaN/inf loss or dummy stops the attack and marks it
-        diverged (failed); the last finite dummy is reported.
+        An :class:`AttackResult`. A NaN/inf loss stops the attack and marks it diverged
+        (failed); the last dummy whose loss was finite is reported.
     """
     device, dtype = true_grads[0].device, true_grads[0].dtype
     b = shape[0]
@@ -107,10 +107,10 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         return x, torch.sigmoid(yl) if logistic else torch.softmax(yl, dim=-1)
 
     dummy_x = v[:dx].view(shape)  # a view: follows every update of v
-    dummy_y = v[dx:].view(b, -1) if restored is None else None
 
     loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
                         critic_lr=config.critic_lr, critic_clip=config.critic_clip)
+    critic = getattr(loss_fn, "update", None)  # the dual estimator's critic: trained once per iteration
     evals = 0
 
     def matching_loss(flat):
@@ -119,61 +119,64 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         x, target = unpack(flat)
         return loss_fn(parameter_gradient(model, x, target, create_graph=True), true_grads)
 
+    def closure(flat=None):  # loss and its gradient w.r.t. the dummy variables only
+        flat = (v if flat is None else flat).detach().requires_grad_(True)
+        loss = matching_loss(flat)
+        return loss.detach(), torch.autograd.grad(loss, flat)[0]
+
     if config.line_search == "armijo":  # our own algorithm: its single-problem reference
         opt = LBFGSReference(v, lr=config.lr, history_size=config.history_size, line_search="armijo")
-
-        def closure(flat=None):
-            flat = (v if flat is None else flat).detach().requires_grad_(True)
-            loss = matching_loss(flat)
-            return loss.detach(), torch.autograd.grad(loss, flat)[0]
-
         step = lambda: opt.step(closure)  # noqa: E731
-        final_loss = lambda: closure()[0]  # noqa: E731
     else:
         opt = (torch.optim.LBFGS([v], lr=config.lr, max_iter=1, history_size=config.history_size)
                if config.optimizer == "lbfgs" else torch.optim.Adam([v], lr=config.lr))
 
-        def closure():
-            opt.zero_grad()
-            loss = matching_loss(v)
-            loss.backward()
+        def torch_closure():
+            loss, v.grad = closure()
             return loss
 
-        step = lambda: opt.step(closure)  # noqa: E731
-        final_loss = closure
+        step = lambda: opt.step(torch_closure)  # noqa: E731
 
     def image_mse(x):
-        rec = x.detach().clamp(0, 1)
+        rec = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1)
         return float(metrics.mse(rec[metrics.match_order(rec, ground_truth)], ground_truth).mean())
 
     recorded, losses, mses, snapshots = [], [], [], {}
     if 0 in config.snapshots:
         snapshots[0] = dummy_x.detach().clamp(0, 1).cpu().numpy()
-    last_finite = dummy_x.detach().clone()
+    last_ok = v.detach().clone()  # the last point whose loss was finite (reported on divergence)
     diverged = False
     start = time.perf_counter()
     for it in range(1, config.iterations + 1):
         mse_before = image_mse(dummy_x) if (it - 1) % config.record_every == 0 else None
+        if critic is not None:
+            x, target = unpack(v.detach())
+            critic(parameter_gradient(model, x, target), true_grads)
+        before = v.detach().clone()
         loss = float(step().detach())  # the loss at x_(it-1); then x moves to x_it
         if mse_before is not None:
             recorded.append(it - 1), losses.append(loss), mses.append(mse_before)
-        if not math.isfinite(loss) or not torch.isfinite(dummy_x).all():
+        if math.isfinite(loss):
+            last_ok = before
+        if not math.isfinite(loss) or getattr(opt, "diverged", False):
             diverged = True
             break
-        last_finite = dummy_x.detach().clone()
         if it in config.snapshots:
             snapshots[it] = dummy_x.detach().clamp(0, 1).cpu().numpy()
     if not diverged:  # the loss at the final point costs one more evaluation
-        final = float(final_loss().detach())
+        final = float(closure()[0])
         recorded.append(config.iterations), losses.append(final), mses.append(image_mse(dummy_x))
         diverged = not math.isfinite(final)
+        if not diverged:
+            last_ok = v.detach().clone()
     wall = time.perf_counter() - start
 
     if restored is not None:
         labels = restored
     else:
-        labels = (dummy_y.detach() > 0).long().reshape(-1) if logistic else dummy_y.detach().argmax(-1)
-    return assemble_result(config, last_finite, labels, restored is None, ground_truth, true_labels,
+        yl = last_ok[dx:].view(b, -1)
+        labels = (yl > 0).long().reshape(-1) if logistic else yl.argmax(-1)
+    return assemble_result(config, last_ok[:dx].view(shape), labels, restored is None, ground_truth, true_labels,
                            recorded, losses, mses, snapshots, wall, diverged, evals, device)
 
 

@@ -17,7 +17,7 @@ wdlg    wasserstein (paper Eq. 4-9) restored as in iDLG (paper Algorithm 2)
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: method -> (default gradient-matching loss, how the label is obtained)
 METHODS: dict[str, dict[str, str]] = {

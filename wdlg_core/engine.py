@@ -52,9 +52,9 @@ def per_attack_mse(x: torch.Tensor, ground_truth: torch.Tensor) -> np.ndarray:
 
     x, ground_truth: (N, B, C, H, W). Returns (N,) float64.
     """
-    rec = x.detach().clamp(0, 1)
+    rec = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1).double()  # a diverged dummy must not crash matching
     if x.shape[1] == 1:
-        return ((rec - ground_truth) ** 2).flatten(1).mean(1).double().cpu().numpy()
+        return ((rec - ground_truth.double()) ** 2).flatten(1).mean(1).cpu().numpy()
     out = []
     for r, g in zip(rec, ground_truth):
         out.append(float(metrics.mse(r[metrics.match_order(r, g)], g).mean()))
@@ -124,6 +124,7 @@ class BatchedAttack:
         loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
                             critic_lr=config.critic_lr, critic_clip=config.critic_clip, batched=True)
         self.objective = MatchingObjective(model, true_grads, loss_fn, path=path)
+        self.critic = getattr(loss_fn, "update", None)  # the dual estimator: trained once per iteration
         extra = {"history_size": config.history_size} if config.optimizer == "lbfgs" else {}
         if config.line_search == "armijo":
             extra["line_search"] = "armijo"
@@ -166,6 +167,9 @@ class BatchedAttack:
         it = self.iteration = self.iteration + 1
         record = (it - 1) % self.config.record_every == 0
         mse_before = per_attack_mse(self.dummy()[0], self.images) if record else None
+        if self.critic is not None:
+            x, target = self.dummy(self.z.detach())
+            self.critic([g.detach() for g in self.objective.dummy_gradients(x, target)], self.objective.true_grads)
         step_loss = self.optimizer.step(self.closure).double().cpu().numpy()  # losses at x_(it-1)
         newly = self.optimizer.diverged.cpu().numpy() & ~self.stopped
         if record:
@@ -181,31 +185,38 @@ class BatchedAttack:
     def results(self) -> list[AttackResult]:
         """Evaluate the final point (one more loss evaluation) and build the N results.
 
-        ``wall_time`` of each result is the batch's optimisation time divided by N.
+        ``wall_time`` of each result is the batch's optimisation time divided by N (an
+        amortised cost that depends on N; ``meta["engine"]`` keeps the batch's time and N).
         """
         start = time.perf_counter()
         final_loss = self.closure(self.z)[0].double().cpu().numpy()
-        x_final = self.dummy()[0]
-        final_mse = per_attack_mse(x_final, self.images)
-        wall = (self.elapsed + time.perf_counter() - start) / self.n
+        final_mse = per_attack_mse(self.dummy()[0], self.images)
+        elapsed = self.elapsed + time.perf_counter() - start
+        # diverged attacks report their last point with a finite loss (the optimiser froze them
+        # there); an attack whose final loss is not finite falls back to its last finite point
+        z_ok = self.optimizer.x_finite
         out = []
         for i in range(self.n):
             diverged = bool(self.stopped[i])
+            evals = int(self.optimizer.func_evals[i])
+            z_i = self.z[i]
             if not diverged:
                 self.recorded[i].append(self.iteration)
                 self.losses[i].append(float(final_loss[i]))
                 self.mses[i].append(float(final_mse[i]))
-                diverged = not math.isfinite(float(final_loss[i]))
+                evals += 1
+                if not math.isfinite(float(final_loss[i])):
+                    diverged, z_i = True, z_ok[i]
+            x_i = z_i[:self.dx].reshape(self.b, *self.shape)
             if self.restored is not None:
                 lab = self.restored[i]
             else:
-                yl = self.z[i, self.dx:].reshape(self.b, self.k)
+                yl = z_i[self.dx:].reshape(self.b, self.k)
                 lab = (yl > 0).long().reshape(-1) if self.kind == "logistic" else yl.argmax(-1)
-            evals = int(self.optimizer.func_evals[i]) + 1
-            r = assemble_result(self.configs[i], x_final[i], lab, self.joint, self.images[i], self.labels[i],
-                                self.recorded[i], self.losses[i], self.mses[i], self.snapshots[i], wall,
-                                diverged, evals, self.device)
-            r.meta["engine"] = {"batch_size": self.n, "path": self.objective.path}
+            r = assemble_result(self.configs[i], x_i, lab, self.joint, self.images[i], self.labels[i],
+                                self.recorded[i], self.losses[i], self.mses[i], self.snapshots[i],
+                                elapsed / self.n, diverged, evals, self.device)
+            r.meta["engine"] = {"batch_size": self.n, "batch_wall_time": elapsed, "path": self.objective.path}
             out.append(r)
         return out
 
@@ -259,28 +270,36 @@ def bytes_per_attack(model: nn.Module, shape: tuple[int, ...], batch: int, confi
     """Estimated peak memory of one attack inside a batch, in bytes (float32).
 
     Optimiser state: L-BFGS keeps 2 * history_size vectors of the attack's D numbers, Adam 2.
-    Objective: the activations and unfolded input patches of every layer for the B images,
-    kept for the double backward (a factor of 6 over one forward's activations covers the
-    first backward and the graph of the second, measured on LeNet/CNN6 with CUDA peak stats).
+    Objective: the activations and unfolded input patches of every layer, and the per-image
+    weight gradients, for the B images, kept for the double backward (a factor of 6 covers the
+    explicit backward and the graph of the second). Models without an explicit layer sequence
+    (vmap path) get a deliberately generous estimate. An estimate, not a measurement: the
+    chunk size it gives is recorded in each result's metadata.
     """
+    p0 = next(model.parameters())
     d = batch * int(np.prod(shape)) + batch * _num_outputs(model)
     opt_floats = (2 * config.history_size + 6) * d if config.optimizer == "lbfgs" else 6 * d
+    param_floats = sum(p.numel() for p in model.parameters())
+    layers = getattr(model, "sequence", None)
     acts = 0
     with torch.no_grad():
-        x = torch.zeros(1, *shape, device=next(model.parameters()).device)
-        for layer in getattr(model, "sequence", lambda: [model])():
-            if isinstance(layer, nn.Conv2d):
-                acts += x.shape[1] * layer.kernel_size[0] * layer.kernel_size[1] * \
-                    (((x.shape[2] + 2 * layer.padding[0] - layer.kernel_size[0]) // layer.stride[0] + 1) ** 2)
-            x = layer(x)
-            acts += x.numel()
-    param_floats = sum(p.numel() for p in model.parameters())
-    return 4 * (opt_floats + 6 * batch * acts + 4 * param_floats)
+        x = torch.zeros(1, *shape, device=p0.device, dtype=p0.dtype)
+        for layer in (layers() if callable(layers) else [model]):
+            y = layer(x)
+            if isinstance(layer, nn.Conv2d):  # unfolded input patches: C*k*k per output position
+                acts += x.shape[1] * layer.kernel_size[0] * layer.kernel_size[1] * y.shape[2] * y.shape[3]
+            acts += y.numel()
+            x = y
+    if not callable(layers):  # vmap path: per-attack copies of every parameter gradient, and the
+        acts = max(acts, 8 * int(np.prod(shape))) * 20  # activations we did not walk: stay cautious
+    return p0.element_size() * (opt_floats + 6 * batch * (acts + param_floats) + 4 * param_floats)
 
 
 def memory_budget(device: str | torch.device) -> int:
-    """Bytes the engine may use: 70% of free GPU memory, or 40% of available RAM on the CPU.
+    """Bytes the engine may use: 50% of the GPU's total memory, or 25% of the machine's RAM.
 
+    Taken from the totals, not from what is free at the moment, so that the same machine always
+    chunks a sweep the same way (float32 results depend, at rounding level, on the batch size).
     ``$WDLG_MEMORY_BUDGET_MB`` overrides it.
     """
     env = os.environ.get("WDLG_MEMORY_BUDGET_MB")
@@ -288,13 +307,12 @@ def memory_budget(device: str | torch.device) -> int:
         return int(float(env) * 2 ** 20)
     dev = torch.device(device)
     if dev.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(dev)
-        return int(0.7 * free)
+        return int(0.5 * torch.cuda.get_device_properties(dev).total_memory)
     try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError):
-        avail = 4 * 2 ** 30
-    return int(0.4 * avail)
+        total = 8 * 2 ** 30
+    return int(0.25 * total)
 
 
 def chunk_size(n: int, per_attack: int, budget: int, max_chunk: int = 512) -> int:
@@ -338,6 +356,8 @@ def run_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     from tqdm.auto import tqdm
 
     n = images.shape[0]
+    if len(configs) != n or labels.shape[:1] != images.shape[:1]:
+        raise ValueError(f"got {n} image batches, {labels.shape[0]} label rows and {len(configs)} configs")
     if n == 0:
         return []
     device = next(model.parameters()).device

@@ -8,6 +8,10 @@ other row to a positive one. iDLG takes the class whose row sum is smallest.
 For a batch of B > 1 images (gradient averaged over the batch) we take the B classes with the
 smallest row sums: exact when the B labels are distinct and each true row stays negative, a
 heuristic otherwise (repeated labels are not recovered). This extension is ours.
+
+The rule needs a >= 0, which LeNet's sigmoids guarantee; after CNN6's LeakyReLU the
+activations can be negative and the restored label can be wrong (label accuracy is reported
+with every result).
 """
 from __future__ import annotations
 

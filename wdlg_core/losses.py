@@ -17,8 +17,8 @@ wasserstein / sorted   sum_l W1(entries of dW'_l, entries of dW_l) = sum_l mean_
                        hold the same multiset of values (not necessarily in the same places).
 wasserstein / dual     paper Eq. 5-9 and Algorithm 2: the Kantorovich-Rubinstein dual
                        sup_f E[f(dW')] - E[f(dW)] over a weight-clipped critic (WGAN,
-                       Arjovsky et al. 2017), maximised for a few steps at every loss
-                       evaluation, then the attack descends on the critic's value.
+                       Arjovsky et al. 2017), maximised for a few steps at every attack
+                       iteration, then the attack descends on the critic's value.
 =====================  ===================================================================
 
 The dual critic. For two Dirac measures the supremum over 1-Lipschitz f is attained by a
@@ -93,15 +93,17 @@ wasserstein_sorted = _per_attack(batched_wasserstein_sorted)
 class BatchedDualCritic:
     """The paper's critic estimator of W1 (Eq. 5-9, Algorithm 2) for N attacks, one critic each.
 
-    Each call first runs ``steps`` RMSprop ascent steps (WGAN's optimiser; torch's defaults
-    alpha 0.99, eps 1e-8, written out elementwise so the N critics stay independent) on the
-    critics' weights w (maximising sum_l <w_l, dW'_l - dW_l> with dW' detached) and clips
-    every weight to [-clip, clip] after each step; it then returns the critics' values with w
-    fixed, differentiable w.r.t. the dummy gradient. Critics are warm-started from the
-    previous call.
+    ``update(dummy, true)`` trains the critics: ``steps`` RMSprop ascent steps (WGAN's
+    optimiser; torch's defaults alpha 0.99, eps 1e-8, written out elementwise so the N critics
+    stay independent) on the weights w, maximising sum_l <w_l, dW'_l - dW_l>, each step
+    followed by clipping every weight to [-clip, clip]. The attacks call it once per iteration,
+    at the current dummy data, before the optimiser step ("maximised for a few steps per
+    attack iteration"), so the loss is fixed within an iteration (a line search sees one
+    function). Calling the critic returns its value with w fixed, differentiable w.r.t. the
+    dummy gradient; the weights start at zero (value 0 until the first update).
 
     Args:
-        steps: critic ascent steps per call (WGAN's n_critic).
+        steps: critic ascent steps per update (WGAN's n_critic).
         lr: RMSprop step size of the critic, in weight units. RMSprop's steps are about lr
             per weight whatever the gradient's scale, so lr ~ clip / 2 saturates the critic
             within a couple of steps; WGAN's own lr (5e-5) would take hundreds.
@@ -119,21 +121,32 @@ class BatchedDualCritic:
         self.weights: Grads | None = None
         self._sq: Grads | None = None  # RMSprop's running mean of squared gradients
 
-    def __call__(self, dummy: Grads, true: Grads) -> torch.Tensor:
+    def _init(self, true: Grads):
         if self.weights is None:
             self.weights = [torch.zeros_like(t) for t in true]
             self._sq = [torch.zeros_like(t) for t in true]
-        with torch.no_grad():
-            for w, v, d, t in zip(self.weights, self._sq, dummy, true):
-                grad = -(d.detach() - t)  # gradient of the critic's loss -<w, dW' - dW>
-                for _ in range(self.steps):
-                    v.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
-                    w.addcdiv_(grad, v.sqrt().add_(self.eps), value=-self.lr).clamp_(-self.clip, self.clip)
+
+    @torch.no_grad()
+    def update(self, dummy: Grads, true: Grads) -> None:
+        """Train the critics at the current dummy gradient (see the class docstring)."""
+        self._init(true)
+        for w, v, d, t in zip(self.weights, self._sq, dummy, true):
+            grad = -(d.detach() - t)  # gradient of the critic's loss -<w, dW' - dW>
+            for _ in range(self.steps):
+                v.mul_(self.alpha).addcmul_(grad, grad, value=1 - self.alpha)
+                w.addcdiv_(grad, v.sqrt().add_(self.eps), value=-self.lr).clamp_(-self.clip, self.clip)
+
+    def __call__(self, dummy: Grads, true: Grads) -> torch.Tensor:
+        self._init(true)
         return sum((w * (d - t)).flatten(1).sum(1) for w, d, t in zip(self.weights, dummy, true))
 
 
 class DualCritic(BatchedDualCritic):
     """One attack's :class:`BatchedDualCritic`: unbatched gradient lists, scalar value."""
+
+    def update(self, dummy: Grads, true: Grads) -> None:
+        _check(dummy, true)
+        super().update([d[None] for d in dummy], [t[None] for t in true])
 
     def __call__(self, dummy: Grads, true: Grads) -> torch.Tensor:
         _check(dummy, true)

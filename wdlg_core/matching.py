@@ -152,7 +152,7 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
         elif isinstance(layer, nn.Sigmoid):
             delta = delta * a_out * (1 - a_out)
         elif isinstance(layer, nn.LeakyReLU):
-            delta = delta * torch.where(a_in > 0, 1.0, layer.negative_slope)
+            delta = torch.where(a_in > 0, delta, delta * layer.negative_slope)
         elif isinstance(layer, nn.Flatten):
             delta = delta.reshape(a_in.shape)
     return [t for g in reversed(grads) for t in g]
@@ -192,6 +192,8 @@ class MatchingObjective:
     def __init__(self, model: nn.Module, true_grads: Grads, loss_fn, path: str = "auto"):
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; valid choices: {', '.join(PATHS)}")
+        if true_grads and len({g.shape[0] for g in true_grads}) != 1:
+            raise ValueError("every true-gradient tensor needs the same leading attack axis N")
         self.model, self.true_grads, self.loss_fn = model, true_grads, loss_fn
         self.loss_kind = getattr(model, "loss_kind", "cross_entropy")
         self.layers = layer_sequence(model) if path != "vmap" else None

@@ -198,7 +198,7 @@ def build_model(name: str, in_shape=(3, 32, 32), num_classes: int = 10, seed: in
             model = CNN6(in_shape, 1 if name == "cnn6_binary" else num_classes)
             model.reset_parameters()
         else:
-            model = _torchvision_model(name, num_classes)
+            model = _torchvision_model(name, num_classes).eval()  # eval: the probe must not touch BN statistics
             with torch.no_grad():
                 model(torch.zeros(2, *in_shape))  # fails early on an input size it cannot take
     except RuntimeError as err:

@@ -131,6 +131,11 @@ class _BatchedBase:
         self._x_ok = self.x.clone()  # (N, D) last iterate with a finite evaluation
 
     @property
+    def x_finite(self) -> Tensor:
+        """(N, D): each attack's last iterate whose evaluation was finite (a copy)."""
+        return self._x_ok.clone()
+
+    @property
     def active(self) -> Tensor:
         """(N,) bool: attacks still being optimised (not diverged)."""
         return ~self.diverged

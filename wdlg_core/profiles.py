@@ -2,7 +2,7 @@
 
 ``quick`` runs the whole book on a 2-core CPU in minutes (few images, fewer iterations);
 ``paper`` follows the paper's Table 1/2 scale (300 images where the data source has them,
-448 iterations, learning rate 0.1) and is meant for a GPU. Notebooks take every setting from
+448 iterations) and is meant for a GPU; both use the optimiser settings explained below. Notebooks take every setting from
 the profile unless one of their parameters overrides it (a parameter of None means "take it
 from the profile"), and every page states the profile it was run with.
 """

@@ -29,9 +29,11 @@ class AttackResult:
             (0 = the initial dummy).
         losses: (T,) gradient-matching loss at those iterations (loss units of the method).
         mses: (T,) image MSE between clipped dummy and original at those iterations.
-        snapshots: {iteration: (B, C, H, W) float32} copies of the clipped dummy.
+        snapshots: {iteration: (B, C, H, W)} copies of the clipped dummy (the attack's dtype,
+            float32 unless the model is float64).
         first_loss: gradient-matching loss of the initial dummy (paper Figure 7).
-        wall_time: seconds spent in the attack (excluding the shared-gradient computation).
+        wall_time: seconds spent in the attack (excluding the shared-gradient computation);
+            for attacks run by the batched engine, the batch's time divided by its size N.
         iterations_to_success: first recorded iteration whose MSE is below
             ``config.success_mse``, or None.
         diverged: True if the loss or the dummy became NaN/inf; the attack then stopped
@@ -108,7 +110,7 @@ class AttackResult:
     @classmethod
     def from_record(cls, doc: dict, arrays: dict[str, np.ndarray]) -> "AttackResult":
         """Inverse of :meth:`to_record`."""
-        def num(v):
+        def num(v):  # None is NaN; infinities are stored as the strings "inf" / "-inf"
             return math.nan if v is None else float(v)
         return cls(
             config=AttackConfig.from_dict(doc["config"]),
@@ -134,11 +136,14 @@ class AttackResult:
 
 
 def _jsonable(v):
-    """JSON has no NaN/inf: store them as None."""
+    """JSON has no NaN/inf: NaN becomes None, +-inf the strings "inf"/"-inf" (float() reads them)."""
     if isinstance(v, (bool, np.bool_)):
         return bool(v)
     if isinstance(v, (int, np.integer)):
         return int(v)
     if isinstance(v, (float, np.floating)):
-        return None if not math.isfinite(float(v)) else float(v)
+        v = float(v)
+        if math.isnan(v):
+            return None
+        return ("inf" if v > 0 else "-inf") if math.isinf(v) else v
     return v

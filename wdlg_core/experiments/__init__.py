@@ -3,8 +3,8 @@
 Every experiment turns its profile into a list of :class:`Job` (one attack: config + case +
 the images) and hands it to :func:`run_jobs`, the single place where attacks are executed.
 ``run_jobs`` goes through the results store, so a rerun loads stored results and an
-interrupted sweep resumes where it stopped. (A batched engine can replace the per-attack loop
-inside ``run_jobs`` without touching the experiments.)
+interrupted sweep resumes where it stopped, and runs everything else through the batched
+engine (``wdlg_core.engine``).
 """
 from __future__ import annotations
 
@@ -103,7 +103,8 @@ def run_one(job: Job, device: str = "cpu") -> AttackResult:
 def _group_key(job: Job) -> tuple:
     """Jobs with equal keys run as one batch: same model, input shape and config up to the seed."""
     c = job.case
-    return (c.model, c.model_seed, c.num_classes, tuple(job.images.shape), job.config.replace(seed=0))
+    return (c.model, c.model_seed, c.num_classes, c.dataset if c.num_classes is None else None,
+            tuple(job.images.shape), job.config.replace(seed=0))
 
 
 def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress: bool | None = True,
@@ -132,6 +133,9 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
     from ..models import build_model
     from ..provenance import provenance
 
+    from ..data import dataset_info
+
+    check_device(device)
     configure_threads()
     results: list[AttackResult | None] = [store.load(j.config, j.case) for j in jobs]
     store.loaded += sum(r is not None for r in results)
@@ -143,7 +147,8 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
     for g, (key, idx) in enumerate(groups.items()):
         first = jobs[idx[0]]
         c = first.case
-        model = build_model(c.model, tuple(first.images.shape[1:]), c.num_classes, seed=c.model_seed).to(device)
+        classes = c.num_classes or dataset_info(c.dataset).num_classes
+        model = build_model(c.model, tuple(first.images.shape[1:]), classes, seed=c.model_seed).to(device)
         images = torch.stack([torch.as_tensor(jobs[i].images) for i in idx])  # (N, B, C, H, W)
         labels = torch.stack([torch.as_tensor(jobs[i].labels) for i in idx])  # (N, B)
 
