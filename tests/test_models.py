@@ -47,3 +47,17 @@ def test_unknown_model_lists_valid_names():
 def test_bad_shape_is_a_clear_error():
     with pytest.raises(ValueError, match="in_shape"):
         build_model("lenet", (32, 32), 10)
+
+
+@pytest.mark.parametrize("name,shape", [("densenet121", (3, 32, 32)), ("inception_v3", (3, 75, 75))])
+def test_other_torchvision_models_are_sigmoid_and_take_their_inputs(name, shape):
+    m = build_model(name, shape, 10)
+    assert not any(isinstance(x, torch.nn.ReLU) for x in m.modules())
+    out = m(torch.rand(1, *shape))
+    assert out.shape == (1, 10) and torch.isfinite(out).all()
+
+
+def test_torchvision_probe_leaves_batch_norm_statistics_alone():
+    m = build_model("resnet18", (3, 32, 32), 10)
+    bn = next(x for x in m.modules() if isinstance(x, torch.nn.BatchNorm2d))
+    assert int(bn.num_batches_tracked) == 0 and torch.all(bn.running_var == 1)
