@@ -13,6 +13,24 @@ STAMP="$VENV/.wdlg-setup-stamp"
 # The stamp records what was installed: rerun the installs when any of these files change.
 want=$(cat requirements/*.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
 
+# 0. MathJax, served by the book itself: Jupyter Book 1.x loads it from a CDN otherwise, and
+#    equations then stay raw TeX offline. From the npm registry; a few MB under book/_mathjax
+#    (not book/_static: Jupyter Book would add every .js file there to every page).
+MATHJAX_VERSION=3.2.2
+if [[ ! -f book/_mathjax/mathjax/tex-chtml.js ]]; then
+    if command -v npm >/dev/null; then
+        tmp=$(mktemp -d)
+        npm install --no-save --no-audit --no-fund --silent --prefix "$tmp" "mathjax@$MATHJAX_VERSION"
+        es5="$tmp/node_modules/mathjax/es5"
+        mkdir -p book/_mathjax/mathjax
+        cp -r "$es5/tex-chtml.js" "$es5/input" "$es5/output" "$es5/ui" "$es5/a11y" book/_mathjax/mathjax/
+        rm -rf "$tmp"
+        echo "setup: MathJax $MATHJAX_VERSION copied to book/_mathjax/mathjax"
+    else
+        echo "setup: npm not found; the book will load MathJax from a CDN (equations need internet)" >&2
+    fi
+fi
+
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     echo "setup: $VENV is up to date ($((SECONDS - start)) s)"
     exit 0
