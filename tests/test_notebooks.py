@@ -75,12 +75,21 @@ def test_runner_reports_failing_notebook_and_cell(tmp_path, monkeypatch):
         "p.write_text(json.dumps({'threads': os.environ['WDLG_TORCH_THREADS']}))"])
     bad = notebook(tmp_path / "bad.ipynb", ['profile = "x"\ndevice = None', "x = 1", "raise ValueError('broken on purpose')"])
     quiet = notebook(tmp_path / "quiet.ipynb", ['profile = "x"\ndevice = None', "y = 2"])  # never writes results
-    specs = [NotebookSpec("good", "good.json", source=good), NotebookSpec("bad", "bad.json", source=bad),
+    # a final notebook starts only after the others: it reads what "good" wrote
+    last = notebook(tmp_path / "last.ipynb", [
+        'profile = "x"\ndevice = None',
+        "import json, os, pathlib\n"
+        "root = pathlib.Path(os.environ['WDLG_RESULTS_ROOT']) / profile\n"
+        "seen = json.loads((root / 'good.json').read_text())\n"
+        "(root / 'last.json').write_text(json.dumps(seen))"])
+    specs = [NotebookSpec("last", "last.json", source=last, final=True),
+             NotebookSpec("good", "good.json", source=good), NotebookSpec("bad", "bad.json", source=bad),
              NotebookSpec("quiet", "quiet.json", source=quiet)]
     runs = run_notebooks(specs, "quick", jobs=2, threads=1, out_dir=tmp_path / "out",
                          results_root=tmp_path / "results", progress=False)
     by = {r.name: r for r in runs}
-    assert [r.name for r in runs] == ["good", "bad", "quiet"]
+    assert [r.name for r in runs] == ["last", "good", "bad", "quiet"]
+    assert by["last"].ok  # listed first, yet it ran after "good" had written its results
     assert by["good"].ok and (tmp_path / "out" / "good.ipynb").exists()
     assert json.loads((tmp_path / "results" / "quick" / "good.json").read_text()) == {"threads": "1"}
     assert by["bad"].status == "failed" and "ValueError: broken on purpose" in by["bad"].error

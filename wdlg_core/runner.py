@@ -37,12 +37,14 @@ DATA_ROOT_ENV = "WDLG_DATA_ROOT"
 @dataclass(frozen=True)
 class NotebookSpec:
     """One manifest entry: ``notebooks/<name>.ipynb`` (or ``source``) must write
-    ``results/<profile>/<results>``."""
+    ``results/<profile>/<results>``. A ``final`` notebook (e.g. the replication summary, which
+    reads the other pages' results files) starts only after all the others have finished."""
 
     name: str
     results: str
     title: str = ""
     source: str | None = None
+    final: bool = False
 
     @property
     def path(self) -> Path:
@@ -83,7 +85,8 @@ def load_manifest(path: str | os.PathLike | None = None) -> list[NotebookSpec]:
     for entry in doc.get("notebooks") or []:
         if not isinstance(entry, dict) or "name" not in entry or "results" not in entry:
             raise ValueError(f"{path}: every notebook entry needs 'name' and 'results', got {entry!r}")
-        spec = NotebookSpec(str(entry["name"]), str(entry["results"]), str(entry.get("title", "")))
+        spec = NotebookSpec(str(entry["name"]), str(entry["results"]), str(entry.get("title", "")),
+                            final=bool(entry.get("final", False)))
         if not spec.path.exists():
             raise ValueError(f"{path}: notebook {spec.path} listed but missing")
         specs.append(spec)
@@ -183,22 +186,24 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
     runs: dict[str, NotebookRun] = {}
     ctx = multiprocessing.get_context("spawn")
     print(f"wdlg run: {len(specs)} notebook(s), profile {profile}, {jobs} at a time, {threads} torch thread(s) each")
+    phases = [[s for s in specs if not s.final], [s for s in specs if s.final]]  # final ones run last
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool, \
             tqdm(total=len(specs), desc="notebooks", unit="nb", disable=not progress) as bar:
-        futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s for s in specs}
-        for fut in cf.as_completed(futures):
-            spec = futures[fut]
-            try:
-                run = fut.result()
-            except Exception as err:  # the worker process itself died
-                run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
-            results_file = results_root / profile / spec.results
-            run.results_file = str(results_file)
-            if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
-                run.status, run.error = "no results", f"did not write {results_file}"
-            runs[spec.name] = run
-            bar.update(1)
-            bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
+        for phase in phases:
+            futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s for s in phase}
+            for fut in cf.as_completed(futures):
+                spec = futures[fut]
+                try:
+                    run = fut.result()
+                except Exception as err:  # the worker process itself died
+                    run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
+                results_file = results_root / profile / spec.results
+                run.results_file = str(results_file)
+                if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
+                    run.status, run.error = "no results", f"did not write {results_file}"
+                runs[spec.name] = run
+                bar.update(1)
+                bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
     return [runs[s.name] for s in specs]
 
 
