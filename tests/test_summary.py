@@ -1,0 +1,168 @@
+"""Replication summary: rows from small fake results files (present and missing), verdict
+mapping, and one papermill execution of the summary notebook on a fake results folder."""
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from wdlg_core import paper
+from wdlg_core.experiments import summary as sm
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOK = REPO / "notebooks" / "replication_summary.ipynb"
+
+
+def _tab02():
+    claims = []
+    for ds in ("mnist", "svhn"):
+        claims.append({"dataset": ds, "claim": "WDLG higher success than DLG", "wdlg": 1.0, "dlg": 0.5,
+                       "wdlg_ci": [0.5, 1.0], "dlg_ci": [0.1, 0.9], "verdict": "inconclusive", "note": "",
+                       "paper_verdict_n": "inconclusive"})
+        claims.append({"dataset": ds, "claim": "WDLG faster (time per attack)", "wdlg": 2.0, "dlg": 3.0,
+                       "wdlg_ci": [1.9, 2.1], "dlg_ci": [2.9, 3.1], "verdict": "holds", "note": ""})
+    per = [{"dataset": ds, "method": m, "attacks": 4} for ds in ("mnist", "svhn") for m in ("dlg", "wdlg")]
+    return {"claims": claims, "per_dataset": per, "provenance": {"git_commit": "abc1234", "date": "2026-01-01"}}
+
+
+def _fig05():
+    return {"claim": {"compare_at": 500, "verdict_literal": "does not support", "wdlg_lower_literal": [1, 4],
+                      "median_loss_norm_at": {"dlg": 0.01, "wdlg": 0.07}, "verdict_norm": "supports",
+                      "wdlg_lower_norm": [3, 4], "median_loss_norm_sqrt_at": {"dlg": 0.1, "wdlg": 0.07}}}
+
+
+def _fig07():
+    return {"below_twice": [{"dataset": "mnist", "pairs": 5, "below_twice": 4, "fraction": 0.8, "median_ratio": 0.05},
+                            {"dataset": "all", "pairs": 5, "below_twice": 4, "fraction": 0.8, "median_ratio": 0.05,
+                             "median_ratio_sqrt": 1.2}]}
+
+
+def _tab04():
+    summ = [{"method": m, "batch_size": b, "final_loss": 0.1 * (b + (m == "wdlg")), "loss_low": 0.05 if b == 1 else None,
+             "loss_high": 0.2 if b == 1 else None, "mse": 0.01 * b, "mse_low": None, "mse_high": None}
+            for m in ("dlg", "wdlg") for b in (1, 4)]
+    checks = [{"statement": "WDLG below DLG at batch 1", "quantity": "final loss", "verdict": "does not hold"}]
+    return {"summary": summ, "checks": checks}
+
+
+def _write(folder: Path, docs: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, doc in docs.items():
+        (folder / f"{name}.json").write_text(json.dumps(doc))
+    return folder
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("holds", sm.HOLDS), ("holds on every pair", sm.HOLDS), ("supports", sm.HOLDS),
+    ("holds (1.92e-01 vs 2.33e-01)", sm.HOLDS), ("does not hold", sm.NOT_HOLDS),
+    ("does not support", sm.NOT_HOLDS), ("inconclusive (2.3e-01 vs 2.4e-01)", sm.INCONCLUSIVE),
+    ("is inconclusive about", sm.INCONCLUSIVE), ("no interval", sm.INCONCLUSIVE)])
+def test_normalise_verdict(text, expected):
+    assert sm.normalise_verdict(text) == expected
+
+
+def test_normalise_verdict_rejects_unknown():
+    with pytest.raises(ValueError, match="unknown verdict"):
+        sm.normalise_verdict("maybe")
+
+
+def test_format_helpers():
+    assert sm.fmt(0.755, "%") == "76%" and sm.fmt(1345, "s") == "1345 s" and sm.fmt(4.48e-5) == "4.48e-05"
+    assert sm.fmt(None) == "-" and sm.fmt(math.nan) == "-"
+    assert sm.fmt_ci(0.5, 0.1, 0.9, "%") == "50% [10%, 90%]"
+    assert sm.fmt_ci(5.0, 5.0, 5.0) == "5" and sm.fmt_ci(2.0, None, 3.0) == "2"
+
+
+def test_missing_folder_gives_not_run_rows_for_every_claim(tmp_path):
+    table = sm.collect_claims(tmp_path / "nowhere")
+    assert list(table.columns) == sm.COLUMNS
+    assert set(table["verdict"]) == {sm.NOT_RUN, sm.NOT_MEASURED}
+    assert set(table.loc[table.verdict == sm.NOT_RUN, "page"]) == set(sm.PAGES)
+    # the paper's side is filled in even when nothing ran, from wdlg_core.paper
+    t2 = table[(table.page == "tab02_success_time") & (table.setting == "MNIST") & (table.group == "success rate")]
+    assert t2["paper_a"].item() == paper.TABLE2["mnist"]["wdlg"]["success"]
+    noise = table[table.verdict == sm.NOT_MEASURED]
+    assert list(noise["paper"]) == list(paper.NOISE_DEFENSE.values())
+    assert sm.verdict_counts(table)[sm.NOT_MEASURED] == len(paper.NOISE_DEFENSE)
+
+
+def test_present_and_missing_files(tmp_path):
+    folder = _write(tmp_path / "quick", {"tab02_success_time": _tab02(), "fig05_loss_curves": _fig05(),
+                                         "fig07_first_loss": _fig07(), "tab04_batch_size": _tab04()})
+    (folder / "tab05_ablation.json").write_text("{not json")  # unreadable = not run
+    table = sm.collect_claims(folder)
+
+    t2 = table[table.page == "tab02_success_time"]
+    ran = t2[t2.setting.isin(["MNIST", "SVHN"])]
+    assert len(ran) == 4 and sm.NOT_RUN not in set(ran.verdict)
+    # datasets of the paper that the run did not attack are "not run", not dropped
+    assert set(t2[~t2.setting.isin(["MNIST", "SVHN"])].verdict) == {sm.NOT_RUN}
+    speed = ran[(ran.group == "running time") & (ran.setting == "MNIST")].iloc[0]
+    assert speed.verdict == sm.HOLDS and (speed.a, speed.a_low, speed.a_high, speed.b) == (2.0, 1.9, 2.1, 3.0)
+    assert speed.paper_a == paper.TABLE2["mnist"]["wdlg"]["time_s"]
+    assert "[1.9 s, 2.1 s]" in speed.ours
+    rate = ran[(ran.group == "success rate") & (ran.setting == "SVHN")].iloc[0]
+    assert rate.verdict == sm.INCONCLUSIVE and rate.ours == "WDLG 100% [50%, 100%] vs DLG 50% [10%, 90%]"
+
+    f5 = table[table.page == "fig05_loss_curves"].set_index("setting")["verdict"]
+    assert sorted(f5) == sorted([sm.NOT_HOLDS, sm.HOLDS])
+
+    f7 = table[table.page == "fig07_first_loss"].iloc[0]
+    assert f7.verdict == sm.NOT_HOLDS and f7.a == pytest.approx(0.8)  # "always" broken by one pair
+
+    t4 = table[table.page == "tab04_batch_size"]
+    assert len(t4) == 8
+    checked = t4[t4.verdict != sm.NOT_RUN]
+    assert len(checked) == 1 and checked.iloc[0].verdict == sm.NOT_HOLDS
+    assert checked.iloc[0].a == pytest.approx(0.2) and checked.iloc[0].b == pytest.approx(0.1)
+    # the paper's Table 4 MSE column contradicts its text at batch 1: flagged
+    mse_b1 = t4[t4.claim == "WDLG lower image MSE than DLG at batch 1"].iloc[0]
+    assert "contradict" in mse_b1.note and mse_b1.paper_a == paper.TABLE4["wdlg"][1]["mse"]
+
+    for page in ("fig03_inversion_gallery", "fig06_mse_curves", "fig08_10_recovery", "tab05_ablation"):
+        assert set(table[table.page == page].verdict) == {sm.NOT_RUN}, page
+    status = sm.page_status(folder).set_index("page")
+    assert status.loc["tab02_success_time", "results file"] == "found"
+    assert status.loc["tab02_success_time", "git commit"] == "abc1234"
+    assert status.loc["tab05_ablation", "results file"] == "not run"
+
+
+@pytest.mark.slow
+def test_summary_notebook_executes(tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    root = tmp_path / "results"
+    _write(root / "quick", {"tab02_success_time": _tab02(), "fig05_loss_curves": _fig05(),
+                            "fig07_first_loss": _fig07()})
+    out = tmp_path / "executed.ipynb"
+    pm.execute_notebook(str(NOTEBOOK), str(out), parameters=dict(profile="quick", results_root=str(root)),
+                        cwd=str(REPO), kernel_name="python3", progress_bar=False)
+
+    written = json.loads((root / "quick" / "replication_summary.json").read_text())
+    expected = sm.collect_claims(root / "quick")
+    assert len(written["claims"]) == len(expected)
+    assert written["counts"] == sm.verdict_counts(expected)
+    assert written["counts"][sm.NOT_RUN] > 0 and written["counts"][sm.HOLDS] > 0
+    assert {p["page"] for p in written["pages"] if p["results file"] == "not run"} == {
+        "fig03_inversion_gallery", "fig06_mse_curves", "tab04_batch_size", "fig08_10_recovery", "tab05_ablation"}
+
+    nb = nbformat.read(out, as_version=4)
+    glued = {o.metadata["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
+             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
+    used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`([\w]+)", c.source)}
+    assert used and used <= glued
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert sm.NOT_MEASURED in html and sm.NOT_RUN in html
+
+
+def test_notebook_committed_without_outputs_and_parameters_first():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    for name in ("profile", "device", "results_root"):
+        assert f"{name} = " in code[0].source
+    assert all(not c.outputs and c.execution_count is None for c in code)

@@ -1,0 +1,437 @@
+"""Replication summary: one row per claim of the paper, read from the pages' results files.
+
+Runs no attacks. Each page of the book writes ``<results>/<profile>/<page>.json``
+(:meth:`wdlg_core.store.ResultStore.write_summary`); :func:`collect_claims` reads those files
+and turns each claim the paper makes into rows with the paper's number (always from
+:mod:`wdlg_core.paper`), our number with its 95% interval where the page computed one, and a
+verdict. A page whose file is missing (not run, e.g. ``wdlg run --only``) gives its rows with
+the verdict ``"not run"``; claims no page measures yet (the noise defence, Figures 11-14)
+give ``"not yet measured"`` with the paper's statement.
+
+Verdicts are the pages' own (this module does not re-judge), mapped onto one vocabulary
+(:data:`VERDICTS`): interval-based pages say "holds" / "does not hold" when the 95% intervals
+are disjoint and "inconclusive" when they overlap; the paired-count pages (Figures 5 and 6)
+say "supports" when WDLG is better on more than half of the images.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from .. import paper
+
+HOLDS = "holds"
+NOT_HOLDS = "does not hold"
+INCONCLUSIVE = "inconclusive at this scale"
+NOT_RUN = "not run"
+NOT_MEASURED = "not yet measured"
+#: Every verdict a row can carry, in display order.
+VERDICTS = (HOLDS, NOT_HOLDS, INCONCLUSIVE, NOT_RUN, NOT_MEASURED)
+
+#: The pages read, in the order of the table: results-file stem -> what it reproduces.
+PAGES = {
+    "fig03_inversion_gallery": "Figure 3",
+    "tab02_success_time": "Table 2",
+    "fig05_loss_curves": "Figure 5",
+    "fig06_mse_curves": "Figure 6",
+    "fig07_first_loss": "Figure 7",
+    "tab04_batch_size": "Table 4",
+    "fig08_10_recovery": "Figures 8-10",
+    "tab05_ablation": "Table 5",
+}
+
+DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "svhn": "SVHN",
+                 "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+
+#: Figures of Section 4.5 per noise scale sigma of paper.NOISE_DEFENSE.
+NOISE_FIGURES = {2: "Figure 12", 4: "Figure 13", 10: "Figures 11 and 14"}
+
+COLUMNS = ["group", "paper_ref", "page", "claim", "setting", "paper", "ours", "verdict", "note",
+           "a_label", "a", "a_low", "a_high", "b_label", "b", "b_low", "b_high", "paper_a", "paper_b"]
+
+
+def normalise_verdict(text: str | None) -> str:
+    """Map a page's verdict wording onto :data:`VERDICTS`.
+
+    ``"holds"``/``"supports"``/``"holds on every pair"`` -> holds; ``"does not hold"``/
+    ``"does not support"`` -> does not hold; ``"inconclusive"``/``"is inconclusive about"``/
+    ``"no interval"`` -> inconclusive at this scale. A leading verdict followed by details
+    (``"holds (1.9e-01 vs 2.3e-01)"``) is accepted. Raises ValueError on anything else.
+    """
+    t = (text or "").strip().lower()
+    if t.startswith(("does not hold", "does not support")):
+        return NOT_HOLDS
+    if t.startswith(("holds", "supports")):
+        return HOLDS
+    if t.startswith(("inconclusive", "is inconclusive", "no interval")):
+        return INCONCLUSIVE
+    raise ValueError(f"unknown verdict {text!r}: expected one of holds, does not hold, supports, "
+                     "does not support, inconclusive, is inconclusive about, no interval")
+
+
+def _num(x) -> float | None:
+    """A finite float, or None."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def fmt(x, unit: str = "") -> str:
+    """Format one number: ``unit="%"`` as a percentage, ``"s"`` as seconds, else 3 significant
+    digits; None/NaN as "-"."""
+    x = _num(x)
+    if x is None:
+        return "-"
+    if unit == "%":
+        return f"{x:.0%}"
+    text = f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
+    return f"{text} s" if unit == "s" else text
+
+
+def fmt_ci(x, low=None, high=None, unit: str = "") -> str:
+    """``"x [low, high]"`` when both bounds exist and differ, else ``fmt(x)``."""
+    if _num(low) is None or _num(high) is None or _num(low) == _num(high):
+        return fmt(x, unit)
+    return f"{fmt(x, unit)} [{fmt(low, unit)}, {fmt(high, unit)}]"
+
+
+def _row(group, page, claim, setting="", paper_text="", ours="", verdict=NOT_RUN, note="", **nums) -> dict:
+    row = {"group": group, "paper_ref": PAGES.get(page, page), "page": page, "claim": claim,
+           "setting": setting, "paper": paper_text, "ours": ours, "verdict": verdict, "note": note}
+    for k in COLUMNS[9:]:
+        v = nums.get(k)
+        row[k] = v if isinstance(v, str) or v is None else _num(v)
+    return row
+
+
+def _versus(a_label, a, b_label, b, unit="") -> str:
+    return f"{a_label} {a} vs {b_label} {b}"
+
+
+# --- one function per page: (results document or None) -> rows ------------------------------
+def gallery_rows(doc: dict | None) -> list[dict]:
+    """Figure 3: WDLG reconstructs the images of each of the four datasets. Verdict per
+    dataset: holds when every attacked image succeeded, does not hold when none did, else
+    inconclusive (the gallery attacks a few images; rates belong to Table 2)."""
+    page, group = "fig03_inversion_gallery", "reconstruction quality"
+    claim = "WDLG reconstructs the private images"
+    stated = f"restored (shown qualitatively); Table 2 WDLG success {{}}"
+    per = {}
+    if doc is not None:
+        per = {(r["dataset"], r["method"]): r for r in doc.get("per_dataset", [])}
+    rows = []
+    for ds in paper.TABLE2:
+        paper_text = stated.format(fmt(paper.TABLE2[ds]["wdlg"]["success"], "%"))
+        w, d = per.get((ds, "wdlg")), per.get((ds, "dlg"))
+        if doc is None or w is None:
+            rows.append(_row(group, page, claim, DATASET_NAMES[ds], paper_text, "-", NOT_RUN,
+                             "" if doc is None else "dataset not in this run",
+                             paper_a=paper.TABLE2[ds]["wdlg"]["success"]))
+            continue
+        rate, n = _num(w["success_rate"]), int(w["images"])
+        k = round(rate * n) if rate is not None else 0
+        verdict = HOLDS if k == n and n > 0 else NOT_HOLDS if k == 0 else INCONCLUSIVE
+        ours = f"WDLG {k} of {n} images (PSNR {fmt(w.get('psnr'))} dB)"
+        if d is not None:
+            ours += f"; DLG {fmt(d['success_rate'], '%')} (PSNR {fmt(d.get('psnr'))} dB)"
+        rows.append(_row(group, page, claim, DATASET_NAMES[ds], paper_text, ours, verdict,
+                         f"{n} images per method; success = image MSE < {fmt(doc.get('success_threshold_mse'))}",
+                         a_label="WDLG success rate", a=rate, b_label="DLG success rate",
+                         b=None if d is None else d["success_rate"], paper_a=paper.TABLE2[ds]["wdlg"]["success"]))
+    return rows
+
+
+def success_time_rows(doc: dict | None) -> list[dict]:
+    """Table 2: WDLG's success rate is higher and its running time shorter, per dataset."""
+    page = "tab02_success_time"
+    claims = {}
+    if doc is not None:
+        claims = {(c["dataset"], c["claim"]): c for c in doc.get("claims", [])}
+    specs = [("success rate", "WDLG higher success than DLG", "WDLG has a higher success rate than DLG", "success", "%"),
+             ("running time", "WDLG faster (time per attack)", "WDLG runs faster than DLG", "time_s", "s")]
+    rows = []
+    for group, key, claim, pkey, unit in specs:
+        for ds, vals in paper.TABLE2.items():
+            pw, pd_ = vals["wdlg"][pkey], vals["dlg"][pkey]
+            paper_text = _versus("WDLG", fmt(pw, unit), "DLG", fmt(pd_, unit))
+            if pkey == "time_s":
+                paper_text += f" ({paper.TABLE1['images']} images, {paper.TABLE2_ITERATIONS} iterations)"
+            c = claims.get((ds, key))
+            if c is None:
+                rows.append(_row(group, page, claim, DATASET_NAMES[ds], paper_text, "-", NOT_RUN,
+                                 "" if doc is None else "dataset not in this run", paper_a=pw, paper_b=pd_))
+                continue
+            (wl, wh), (dl, dh) = c.get("wdlg_ci") or (None, None), c.get("dlg_ci") or (None, None)
+            ours = _versus("WDLG", fmt_ci(c["wdlg"], wl, wh, unit), "DLG", fmt_ci(c["dlg"], dl, dh, unit))
+            if pkey == "time_s":
+                ours += " per attack"
+            note = c.get("note") or ""
+            if pkey == "success" and c.get("paper_verdict_n"):
+                note = (note + "; " if note else "") + f"the paper's own rates at its image count: {c['paper_verdict_n']}"
+            rows.append(_row(group, page, claim, DATASET_NAMES[ds], paper_text, ours,
+                             normalise_verdict(c["verdict"]), note,
+                             a_label="WDLG", a=c["wdlg"], a_low=wl, a_high=wh,
+                             b_label="DLG", b=c["dlg"], b_low=dl, b_high=dh, paper_a=pw, paper_b=pd_))
+    return rows
+
+
+def loss_curve_rows(doc: dict | None) -> list[dict]:
+    """Figure 5: WDLG's loss decreases faster (normalised by the first value; as plotted and in
+    norm units), paired count over images at the paper's 500 iterations."""
+    page, group, claim = "fig05_loss_curves", "convergence of the loss", "WDLG's training loss decreases faster than DLG's"
+    pw, pd_ = paper.TABLE5["wdlg"]["iterations_to_converge"], paper.TABLE5["dlg"]["iterations_to_converge"]
+    paper_text = f"no number (curves); Table 5 iterations to converge: WDLG {pw} vs DLG {pd_}"
+    readings = [("as plotted (loss / first loss)", "verdict_literal", "wdlg_lower_literal", "median_loss_norm_at"),
+                ("norm units (DLG's loss square-rooted)", "verdict_norm", "wdlg_lower_norm", "median_loss_norm_sqrt_at")]
+    rows = []
+    for setting, vkey, wkey, mkey in readings:
+        c = (doc or {}).get("claim")
+        if not c or vkey not in c:
+            rows.append(_row(group, page, claim, setting, paper_text, "-", NOT_RUN, paper_a=pw, paper_b=pd_))
+            continue
+        med = c.get(mkey) or {}
+        wins, n = c[wkey]
+        ours = (f"median at iteration {c['compare_at']}: WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; "
+                f"WDLG lower on {wins} of {n} images")
+        rows.append(_row(group, page, claim, setting, paper_text, ours, normalise_verdict(c[vkey]),
+                         "paired count over images (majority rule), no interval",
+                         a_label="WDLG median", a=med.get("wdlg"), b_label="DLG median", b=med.get("dlg"),
+                         paper_a=pw, paper_b=pd_))
+    return rows
+
+
+def mse_curve_rows(doc: dict | None) -> list[dict]:
+    """Figure 6: WDLG's image MSE is lower, at the paper's 500 iterations and at the end."""
+    page, group, claim = "fig06_mse_curves", "image MSE", "WDLG's image MSE is lower than DLG's"
+    (pw, sw), (pd_, sd) = paper.TABLE3["wdlg"][("lenet", "cifar10")], paper.TABLE3["dlg"][("lenet", "cifar10")]
+    paper_text = f"Table 3 (LeNet, CIFAR-10): WDLG {fmt(pw)} ± {fmt(sw)} vs DLG {fmt(pd_)} ± {fmt(sd)}"
+    c = (doc or {}).get("claim")
+    end = ((doc or {}).get("profile") or {}).get("iterations")
+    readings = [(f"iteration {c['compare_at'] if c else '-'}", "verdict_at", "wdlg_lower_at", "median_mse_at"),
+                (f"end of budget (iteration {end if end is not None else '-'})", "verdict_final", "wdlg_lower_final", "median_mse_final")]
+    rows = []
+    for setting, vkey, wkey, mkey in readings:
+        if not c or vkey not in c:
+            rows.append(_row(group, page, claim, setting, paper_text, "-", NOT_RUN, paper_a=pw, paper_b=pd_))
+            continue
+        med = c.get(mkey) or {}
+        wins, n = c[wkey]
+        ours = f"median WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; WDLG lower on {wins} of {n} images"
+        rows.append(_row(group, page, claim, setting, paper_text, ours, normalise_verdict(c[vkey]),
+                         "paired count over images (majority rule), no interval",
+                         a_label="WDLG median", a=med.get("wdlg"), b_label="DLG median", b=med.get("dlg"),
+                         paper_a=pw, paper_b=pd_))
+    return rows
+
+
+def first_loss_rows(doc: dict | None) -> list[dict]:
+    """Figure 7: WDLG's first loss is "always" less than twice DLG's (checked literally over
+    every (image, dummy) pair: holds when no pair breaks it)."""
+    page, group = "fig07_first_loss", "first-iteration loss"
+    claim = "WDLG's first loss is always less than twice DLG's"
+    paper_text = "always (Figure 7, no number)"
+    stats = {r["dataset"]: r for r in (doc or {}).get("below_twice", [])}
+    r = stats.get("all")
+    if r is None:
+        return [_row(group, page, claim, "all datasets", paper_text, "-", NOT_RUN)]
+    k, n = int(r["below_twice"]), int(r["pairs"])
+    verdict = HOLDS if k == n and n > 0 else NOT_HOLDS
+    per = ", ".join(f"{DATASET_NAMES.get(ds, ds)} {int(s['below_twice'])}/{int(s['pairs'])}"
+                    for ds, s in stats.items() if ds != "all")
+    ours = f"{k} of {n} pairs (median ratio WDLG / DLG {fmt(r.get('median_ratio'))})"
+    note = (f"per dataset: {per}; in norm units the median ratio is {fmt(r.get('median_ratio_sqrt'))} "
+            "(the bound mostly reflects squared vs plain norm)")
+    return [_row(group, page, claim, "all datasets", paper_text, ours, verdict, note,
+                 a_label="pairs below twice", a=k / n if n else None)]
+
+
+#: Table 4 statements: (statement as in the page's checks, A, B), A/B = (method, batch size).
+BATCH_STATEMENTS = [("WDLG below DLG at batch 1", ("wdlg", 1), ("dlg", 1)),
+                    ("WDLG below DLG at batch 4", ("wdlg", 4), ("dlg", 4)),
+                    ("DLG: batch 1 below batch 4", ("dlg", 1), ("dlg", 4)),
+                    ("WDLG: batch 1 below batch 4", ("wdlg", 1), ("wdlg", 4))]
+_QUANTITIES = {"final loss": ("final_loss", "loss_low", "loss_high", "loss"),
+               "image MSE": ("mse", "mse_low", "mse_high", "mse")}
+
+
+def batch_rows(doc: dict | None) -> list[dict]:
+    """Table 4: CIFAR-10, batch size 1 vs 4, final loss and image MSE (the page's checks)."""
+    page, group = "tab04_batch_size", "batch size 4"
+    checks = {(c["statement"], c["quantity"]): c for c in (doc or {}).get("checks", [])}
+    summ = {(s["method"], int(s["batch_size"])): s for s in (doc or {}).get("summary", [])}
+    rows = []
+    for statement, (ma, ba), (mb, bb) in BATCH_STATEMENTS:
+        la, lb = f"{ma.upper()} b{ba}", f"{mb.upper()} b{bb}"
+        for quantity, (col, lo, hi, pcol) in _QUANTITIES.items():
+            pa, pb = paper.TABLE4[ma][ba][pcol], paper.TABLE4[mb][bb][pcol]
+            paper_dir = HOLDS if pa < pb else NOT_HOLDS
+            paper_text = f"{la} {fmt(pa)} vs {lb} {fmt(pb)}"
+            claim = statement.replace(" below ", f" lower {quantity} than ").replace(": ", ": ")
+            c = checks.get((statement, quantity))
+            sa, sb = summ.get((ma, ba)), summ.get((mb, bb))
+            note = "" if paper_dir == HOLDS else "the paper's own numbers contradict this"
+            if c is None or sa is None or sb is None:
+                rows.append(_row(group, page, claim, "CIFAR-10", paper_text, "-", NOT_RUN, note, paper_a=pa, paper_b=pb))
+                continue
+            ours = f"{la} {fmt_ci(sa[col], sa.get(lo), sa.get(hi))} vs {lb} {fmt_ci(sb[col], sb.get(lo), sb.get(hi))}"
+            rows.append(_row(group, page, claim, "CIFAR-10", paper_text, ours, normalise_verdict(c["verdict"]), note,
+                             a_label=la, a=sa[col], a_low=sa.get(lo), a_high=sa.get(hi),
+                             b_label=lb, b=sb[col], b_low=sb.get(lo), b_high=sb.get(hi), paper_a=pa, paper_b=pb))
+    return rows
+
+
+def recovery_rows(doc: dict | None) -> list[dict]:
+    """Figures 8-10: single images cleaner than batches of four (WDLG); WDLG cleaner than DLG
+    on batches of four, at the end and at every snapshot; every single image reconstructed."""
+    page, group = "fig08_10_recovery", "batch size 4"
+    t4 = paper.TABLE4
+    fm = (doc or {}).get("final_mse") or {}
+    cl = (doc or {}).get("claims") or {}
+    rows = []
+    specs = [("WDLG: single images cleaner than batches of four (Figure 8 vs 9)", "claim_wdlg_1_vs_4",
+              ("wdlg", 1), ("wdlg", 4)),
+             ("WDLG cleaner than DLG on batches of four (Figure 9 vs 10)", "claim_wdlg_vs_dlg_4",
+              ("wdlg", 4), ("dlg", 4))]
+    for claim, key, (ma, ba), (mb, bb) in specs:
+        pa, pb = t4[ma][ba]["mse"], t4[mb][bb]["mse"]
+        la, lb = f"{ma.upper()} b{ba}", f"{mb.upper()} b{bb}"
+        paper_text = f"no number (figures); Table 4 MSE: {la} {fmt(pa)} vs {lb} {fmt(pb)}"
+        a, b = fm.get(f"{ma}_{ba}"), fm.get(f"{mb}_{bb}")
+        if key not in cl or a is None or b is None:
+            rows.append(_row(group, page, claim, "CIFAR-10", paper_text, "-", NOT_RUN, paper_a=pa, paper_b=pb))
+            continue
+        ours = (f"mean image MSE at iteration {doc['snapshots'][-1]}: {la} {fmt_ci(a['mean'], a.get('low'), a.get('high'))}"
+                f" vs {lb} {fmt_ci(b['mean'], b.get('low'), b.get('high'))}")
+        rows.append(_row(group, page, claim, "CIFAR-10", paper_text, ours, normalise_verdict(cl[key]),
+                         "intervals over images; images of one batch are not independent",
+                         a_label=la, a=a["mean"], a_low=a.get("low"), a_high=a.get("high"),
+                         b_label=lb, b=b["mean"], b_low=b.get("low"), b_high=b.get("high"), paper_a=pa, paper_b=pb))
+    claim = "WDLG cleaner than DLG on batches of four during the whole training process"
+    if "wdlg_below_dlg_snapshots" not in cl:
+        rows.append(_row(group, page, claim, "CIFAR-10", "no number (figures)", "-", NOT_RUN))
+    else:
+        k, n = int(cl["wdlg_below_dlg_snapshots"]), int(cl["later_snapshots"])
+        rows.append(_row(group, page, claim, "CIFAR-10", "no number (figures)",
+                         f"WDLG's mean MSE lower at {k} of {n} snapshots after the start",
+                         HOLDS if k == n and n > 0 else NOT_HOLDS, "means only, no interval",
+                         a_label="snapshots WDLG lower", a=k / n if n else None))
+    claim = "WDLG reconstructs every single image (Figure 8)"
+    singles = [r for r in (doc or {}).get("attacks", []) if r.get("method") == "wdlg" and int(r.get("batch_size", 0)) == 1]
+    if doc is None or not singles:
+        rows.append(_row(group, page, claim, "CIFAR-10", "every image (figure)", "-", NOT_RUN))
+    else:
+        k, n = sum(bool(r.get("success")) for r in singles), len(singles)
+        rows.append(_row(group, page, claim, "CIFAR-10", "every image (figure)",
+                         f"{k} of {n} images below the success threshold",
+                         HOLDS if k == n else NOT_HOLDS if k == 0 else INCONCLUSIVE, f"{n} single-image attacks",
+                         a_label="success rate", a=k / n))
+    return rows
+
+
+_ABLATION_COLUMNS = {"final loss": ("final_loss", "loss_low", "loss_high", "loss", ""),
+                     "image MSE": ("mse", "mse_low", "mse_high", "mse", ""),
+                     "iterations to converge": ("iterations_to_success", None, None, "iterations_to_converge", ""),
+                     "success rate": ("success_rate", "success_low", "success_high", "success", "%")}
+
+
+def ablation_rows(doc: dict | None) -> list[dict]:
+    """Table 5: each step DLG -> iDLG -> WDLG improves each column (the page's ordering)."""
+    page, group = "tab05_ablation", "ablation order"
+    order = {(o["step"], o["column"]): o for o in (doc or {}).get("ordering", [])}
+    summ = {s["variant"]: s for s in (doc or {}).get("summary", [])}
+    lab = paper.TABLE5_LABELS
+    rows = []
+    for before, after in (("dlg", "idlg"), ("idlg", "wdlg")):
+        step = f"{lab[before]} -> {lab[after]}"
+        for column, (col, lo, hi, pcol, unit) in _ABLATION_COLUMNS.items():
+            pa, pb = paper.TABLE5[after][pcol], paper.TABLE5[before][pcol]
+            claim = f"{lab[after]} improves {column} over {lab[before]}"
+            paper_text = f"{fmt(pb, unit)} -> {fmt(pa, unit)}"
+            o, sa, sb = order.get((step, column)), summ.get(after), summ.get(before)
+            if o is None or sa is None or sb is None:
+                rows.append(_row(group, page, claim, "CIFAR-10", paper_text, "-", NOT_RUN, paper_a=pa, paper_b=pb))
+                continue
+            ours = (f"{fmt_ci(sb.get(col), sb.get(lo) if lo else None, sb.get(hi) if hi else None, unit)} -> "
+                    f"{fmt_ci(sa.get(col), sa.get(lo) if lo else None, sa.get(hi) if hi else None, unit)}")
+            note = f"paper's own direction: {o.get('paper', '-')}"
+            if o.get("verdict") == "no interval":
+                note += f"; ours: {o.get('ours')} (a variant never converged, or no interval)"
+            rows.append(_row(group, page, claim, "CIFAR-10", paper_text, ours, normalise_verdict(o["verdict"]), note,
+                             a_label=lab[after], a=sa.get(col), a_low=sa.get(lo) if lo else None,
+                             a_high=sa.get(hi) if hi else None, b_label=lab[before], b=sb.get(col),
+                             b_low=sb.get(lo) if lo else None, b_high=sb.get(hi) if hi else None,
+                             paper_a=pa, paper_b=pb))
+    return rows
+
+
+def noise_rows() -> list[dict]:
+    """Section 4.5, Figures 11-14: the noise defence, not measured by any page yet."""
+    return [_row("noise defence", "-", "Gaussian noise on the shared gradient stops WDLG's leakage",
+                 f"sigma = {sigma}", statement, "-", NOT_MEASURED, f"{NOISE_FIGURES.get(sigma, 'Section 4.5')}; no page yet")
+            for sigma, statement in paper.NOISE_DEFENSE.items()]
+
+
+READERS: dict[str, Callable[[dict | None], list[dict]]] = {
+    "fig03_inversion_gallery": gallery_rows,
+    "tab02_success_time": success_time_rows,
+    "fig05_loss_curves": loss_curve_rows,
+    "fig06_mse_curves": mse_curve_rows,
+    "fig07_first_loss": first_loss_rows,
+    "tab04_batch_size": batch_rows,
+    "fig08_10_recovery": recovery_rows,
+    "tab05_ablation": ablation_rows,
+}
+
+
+def read_results(folder: str | Path) -> dict[str, dict | None]:
+    """Each page's results document from ``folder`` (= ``<results>/<profile>``), None when its
+    file is missing or unreadable."""
+    folder = Path(folder)
+    docs = {}
+    for page in PAGES:
+        try:
+            docs[page] = json.loads((folder / f"{page}.json").read_text())
+        except (OSError, ValueError):
+            docs[page] = None
+    return docs
+
+
+def collect_claims(folder: str | Path) -> pd.DataFrame:
+    """The replication summary of one results folder (``<results>/<profile>``).
+
+    Returns one row per claim and setting with the columns :data:`COLUMNS`: ``group`` (the
+    claim family), ``paper_ref`` (figure/table), ``page`` (the results file stem it comes
+    from), ``claim``, ``setting`` (dataset, reading or noise scale), ``paper`` and ``ours``
+    (display text; ours with 95% intervals ``[low, high]`` where the page computed them),
+    ``verdict`` (one of :data:`VERDICTS`), ``note``, and the numbers behind the texts:
+    ``a``/``b`` (our two compared values, ``*_low``/``*_high`` their intervals, NaN when
+    absent), ``a_label``/``b_label``, ``paper_a``/``paper_b``. A missing folder or file gives
+    "not run" rows, never an error.
+    """
+    docs = read_results(folder)
+    rows = [r for page, reader in READERS.items() for r in reader(docs[page])]
+    rows += noise_rows()
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
+    """Rows per verdict, every verdict of :data:`VERDICTS` present (0 when none)."""
+    counts = table["verdict"].value_counts()
+    return {v: int(counts.get(v, 0)) for v in VERDICTS}
+
+
+def page_status(folder: str | Path) -> pd.DataFrame:
+    """One row per page read: page, what it reproduces, whether its file was found, and the
+    git commit and date (UTC) it was written at (from its provenance)."""
+    rows = []
+    for page, doc in read_results(folder).items():
+        prov = (doc or {}).get("provenance") or {}
+        rows.append({"page": page, "reproduces": PAGES[page], "results file": "found" if doc else "not run",
+                     "git commit": prov.get("git_commit", "-"), "date (UTC)": prov.get("date", "-")})
+    return pd.DataFrame(rows)
