@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -69,8 +68,6 @@ def _images(shape_name, n):
 
 def child_reference(shape_name, optimizer, history, device, reps):
     """Seconds per attack-iteration of the one-attack reference (median over reps)."""
-    import torch
-
     from wdlg_core.attacks import invert_gradient
     from wdlg_core.config import AttackConfig
     from wdlg_core.gradients import shared_gradient
@@ -94,7 +91,6 @@ def child_reference(shape_name, optimizer, history, device, reps):
 
 def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
     """Seconds per attack-iteration of the engine and of the floor, FLOPs per evaluation."""
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from wdlg_core.config import AttackConfig

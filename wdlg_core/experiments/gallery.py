@@ -54,6 +54,35 @@ def resolve_source(dataset: str, n: int, split: str = "test", source: str = "aut
     return {"source": chosen["source"], "split": chosen["split"], "count": int(chosen["count"])}
 
 
+def single_image_jobs(p: Profile, n_images: int, data_root=None) -> tuple[list[Job], dict, dict]:
+    """One attack per method on each of the first ``n_images`` images of every profile dataset.
+
+    The cases (dataset, index, model, seeds, split, source, image fingerprint) are what the
+    results store keys on, so every page that builds its jobs here shares stored attacks with
+    the others (the gallery and Table 2 do).
+
+    Returns:
+        (jobs, originals: dataset -> (n, C, H, W) float32 images, sources: dataset ->
+        ``resolve_source``'s dict); ``n`` is capped at what the data source holds.
+    """
+    from ..data import dataset_info, load_images
+
+    jobs, originals, sources = [], {}, {}
+    for ds in p.datasets:
+        info = dataset_info(ds)
+        src = resolve_source(ds, n_images, p.split, p.source, data_root)
+        n = min(n_images, src["count"])
+        images, labels = load_images(ds, n, split=p.split, source=p.source, root=data_root)  # (n, C, H, W), (n,)
+        originals[ds], sources[ds] = images.numpy(), src
+        for i in range(n):
+            case = Case(dataset=ds, indices=(i,), model=p.model, model_seed=p.model_seed, split=p.split,
+                        source=p.source, num_classes=info.num_classes,
+                        images_sha256=images_fingerprint(images[i:i + 1]))
+            for method in p.methods:
+                jobs.append(Job(p.attack_config(method), case, images[i:i + 1], labels[i:i + 1]))
+    return jobs, originals, sources
+
+
 @dataclass
 class Gallery:
     """What :func:`run_gallery` returns.
@@ -97,25 +126,10 @@ def run_gallery(profile: str | Profile = "quick", datasets=None, model=None, met
     Raises:
         ValueError: unknown dataset, method, model, or profile (messages list valid names).
     """
-    from ..data import dataset_info, load_images
-
     p = get_profile(profile, datasets=datasets, model=model, methods=methods, iterations=iterations,
                     seed=seed, device=device, gallery_images=n_images)
     store = store if store is not None else ResultStore(profile=p.name)
-    jobs, originals, sources = [], {}, {}
-    for ds in p.datasets:
-        info = dataset_info(ds)
-        src = resolve_source(ds, p.gallery_images, p.split, p.source, data_root)
-        n = min(p.gallery_images, src["count"])
-        images, labels = load_images(ds, n, split=p.split, source=p.source, root=data_root)  # (n, C, H, W), (n,)
-        originals[ds], sources[ds] = images.numpy(), src
-        for i in range(n):
-            case = Case(dataset=ds, indices=(i,), model=p.model, model_seed=p.model_seed, split=p.split,
-                        source=p.source, num_classes=info.num_classes,
-                        images_sha256=images_fingerprint(images[i:i + 1]))
-            for method in p.methods:
-                jobs.append(Job(p.attack_config(method), case, images[i:i + 1], labels[i:i + 1]))
-
+    jobs, originals, sources = single_image_jobs(p, p.gallery_images, data_root)
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="gallery")
 
     rows, recs = [], {}

@@ -26,9 +26,9 @@ import pandas as pd
 
 from ..paper import TABLE2, TABLE2_ITERATIONS
 from ..profiles import Profile, get_profile
-from ..store import Case, ResultStore
-from . import Job, images_fingerprint, run_jobs
-from .gallery import DATASET_NAMES, METHOD_NAMES, resolve_source
+from ..store import ResultStore
+from . import run_jobs
+from .gallery import DATASET_NAMES, METHOD_NAMES, single_image_jobs
 
 #: Images behind each of the paper's Table 2 rates and running times (Table 1: 300 images).
 PAPER_IMAGES = 300
@@ -177,9 +177,9 @@ def run_success(profile: str | Profile = "quick", datasets=None, model=None, met
                 progress: bool | None = True) -> SuccessRun:
     """Attack the first ``n_images`` images of each dataset with each method (batch size 1).
 
-    The cases (dataset, index, model, seeds, split, source, image fingerprint) are built
-    exactly as :func:`wdlg_core.experiments.gallery.run_gallery` builds them, so attacks the
-    gallery already ran with the same configuration are loaded from the store.
+    The jobs come from :func:`wdlg_core.experiments.gallery.single_image_jobs`, as the
+    gallery's do, so attacks the gallery already ran with the same configuration are loaded
+    from the store.
 
     Args:
         profile: a profile name or :class:`Profile`; every other argument left None is taken
@@ -197,25 +197,10 @@ def run_success(profile: str | Profile = "quick", datasets=None, model=None, met
     Raises:
         ValueError: unknown dataset, method, model, or profile (messages list valid names).
     """
-    from ..data import dataset_info, load_images
-
     p = get_profile(profile, datasets=datasets, model=model, methods=methods, iterations=iterations,
                     seed=seed, device=device, n_images=n_images)
     store = store if store is not None else ResultStore(profile=p.name)
-    jobs, sources = [], {}
-    for ds in p.datasets:
-        info = dataset_info(ds)
-        src = resolve_source(ds, p.n_images, p.split, p.source, data_root)
-        n = min(p.n_images, src["count"])
-        images, labels = load_images(ds, n, split=p.split, source=p.source, root=data_root)  # (n, C, H, W), (n,)
-        sources[ds] = src
-        for i in range(n):
-            case = Case(dataset=ds, indices=(i,), model=p.model, model_seed=p.model_seed, split=p.split,
-                        source=p.source, num_classes=info.num_classes,
-                        images_sha256=images_fingerprint(images[i:i + 1]))
-            for method in p.methods:
-                jobs.append(Job(p.attack_config(method), case, images[i:i + 1], labels[i:i + 1]))
-
+    jobs, _, sources = single_image_jobs(p, p.n_images, data_root)
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="table 2")
 
     rows = []

@@ -121,7 +121,7 @@ def gallery_rows(doc: dict | None) -> list[dict]:
     inconclusive (the gallery attacks a few images; rates belong to Table 2)."""
     page, group = "fig03_inversion_gallery", "reconstruction quality"
     claim = "WDLG reconstructs the private images"
-    stated = f"restored (shown qualitatively); Table 2 WDLG success {{}}"
+    stated = "restored (shown qualitatively); Table 2 WDLG success {}"
     per = {}
     if doc is not None:
         per = {(r["dataset"], r["method"]): r for r in doc.get("per_dataset", [])}
