@@ -1,7 +1,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: setup test book clean
+.PHONY: setup test book check-book clean
 
 # Create/refresh .venv (a fast no-op when it is already complete).
 setup:
@@ -13,6 +13,12 @@ test: setup
 # Run the experiments with the quick profile and build the book.
 book: setup
 	$(VENV)/bin/wdlg run --profile quick
+
+# Open the built book in headless Chromium (Debian's chromium + playwright-python, no browser
+# download): images load, no tracebacks, equations rendered; screenshots in artifacts/.
+check-book:
+	$(PYTHON) -c "import playwright" 2>/dev/null || $(PYTHON) -m pip install -q playwright==1.65.2 -c requirements/constraints.txt
+	$(PYTHON) scripts/browser_check.py
 
 # Remove generated outputs (keeps .venv and downloaded data/).
 clean:
