@@ -3,7 +3,6 @@ step-by-step ordering, a tiny real run, and the notebook executed end to end."""
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import nbformat
@@ -13,6 +12,7 @@ import pytest
 from wdlg_core.experiments.ablation import VARIANTS, ordering, run_ablation, summarize_ablation
 from wdlg_core.paper import TABLE5
 from wdlg_core.store import ResultStore
+from notebook_checks import glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "tab05_ablation.ipynb"
@@ -103,8 +103,6 @@ def test_tab05_notebook_executes(tmp_path, monkeypatch):
     assert (tmp_path / "results" / "quick" / "tab05_ablation.png").exists()
 
     nb = nbformat.read(out, as_version=4)
-    glued = {o.metadata["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
-             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-    used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`(\w+)", c.source)}
+    used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

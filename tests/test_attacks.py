@@ -1,5 +1,4 @@
 """Attacks on real bundled images with fixed seeds."""
-import math
 
 import numpy as np
 import pytest

@@ -3,7 +3,6 @@ real sweep through the store, and the two notebooks executed end to end with tin
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import nbformat
@@ -16,6 +15,7 @@ from wdlg_core.experiments.batches import (comparisons, distinct_label_batches, 
 from wdlg_core.metrics import mse as image_mse
 from wdlg_core.paper import TABLE4
 from wdlg_core.store import ResultStore
+from notebook_checks import glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 #: labels of the first 20 bundled CIFAR-10 test images (foolbox)
@@ -133,9 +133,7 @@ def test_sweep_rejects_bad_arguments():
 
 def _glue_keys_ok(out):
     nb = nbformat.read(out, as_version=4)
-    glued = {o.metadata["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
-             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-    used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`(\w+)", c.source)}
+    used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 

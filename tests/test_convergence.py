@@ -3,7 +3,6 @@ attacks through the store, and papermill runs of the three notebooks with tiny p
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import nbformat
@@ -13,6 +12,7 @@ import torch
 
 from wdlg_core.experiments import convergence as cv
 from wdlg_core.store import ResultStore
+from notebook_checks import glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: REPO / "notebooks" / f"{name}.ipynb"
@@ -181,9 +181,7 @@ def _execute(name, tmp_path, monkeypatch, params):
     pm.execute_notebook(str(NOTEBOOKS[name]), str(out), parameters=dict(params, results_root=str(tmp_path / "results")),
                         cwd=str(REPO), kernel_name="python3", progress_bar=False)
     nb = nbformat.read(out, as_version=4)
-    glued = {o.metadata["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
-             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-    used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`([\w]+)", c.source)}
+    used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     summary = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())

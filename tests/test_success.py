@@ -3,7 +3,6 @@ through the results store, the settings tables, and papermill runs of both noteb
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import nbformat
@@ -18,6 +17,7 @@ from wdlg_core.experiments.success import (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, b
 from wdlg_core.paper import TABLE2
 from wdlg_core.profiles import get_profile
 from wdlg_core.store import ResultStore
+from notebook_checks import glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: REPO / "notebooks" / f"{name}.ipynb" for name in ("tab01_settings", "tab02_success_time")}
@@ -186,9 +186,7 @@ def _execute(name, tmp_path, monkeypatch, **params):
     pm.execute_notebook(str(NOTEBOOKS[name]), str(out), cwd=str(REPO), kernel_name="python3", progress_bar=False,
                         parameters=dict(profile="quick", device="cpu", results_root=str(tmp_path / "results"), **params))
     nb = nbformat.read(out, as_version=4)
-    glued = {o.metadata["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
-             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-    used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`([\w]+)", c.source)}
+    used, glued = glue_keys(nb)
     assert used and used <= glued  # every glue key used in the markdown was glued
     summary = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())
     return nb, summary

@@ -3,7 +3,6 @@ mapping, and one papermill execution of the summary notebook on a fake results f
 import json
 import math
 import os
-import re
 from pathlib import Path
 
 import nbformat
@@ -11,6 +10,7 @@ import pytest
 
 from wdlg_core import paper
 from wdlg_core.experiments import summary as sm
+from notebook_checks import glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "replication_summary.ipynb"
@@ -151,9 +151,7 @@ def test_summary_notebook_executes(tmp_path, monkeypatch):
         "fig03_inversion_gallery", "fig06_mse_curves", "tab04_batch_size", "fig08_10_recovery", "tab05_ablation"}
 
     nb = nbformat.read(out, as_version=4)
-    glued = {o.metadata["scrapbook"]["name"] for c in nb.cells if c.cell_type == "code"
-             for o in c.get("outputs", []) if "scrapbook" in o.get("metadata", {})}
-    used = {m for c in nb.cells if c.cell_type == "markdown" for m in re.findall(r"\{glue:text\}`([\w]+)", c.source)}
+    used, glued = glue_keys(nb)
     assert used and used <= glued
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert sm.NOT_MEASURED in html and sm.NOT_RUN in html
