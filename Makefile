@@ -1,13 +1,18 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: setup test book check-book clean
+.PHONY: setup test unit book check-book clean
 
 # Create/refresh .venv (a fast no-op when it is already complete).
 setup:
 	bash scripts/setup.sh
 
-test: setup
+# The full check (CI runs exactly this): unit tests, then the quick book is executed and built
+# (every notebook runs; -W), then the built book is opened in a real browser.
+test: unit book check-book
+
+# Unit and behaviour tests only (a few minutes).
+unit: setup
 	$(PYTHON) -m pytest -q
 
 # Run the experiments with the quick profile and build the book.
@@ -16,8 +21,7 @@ book: setup
 
 # Open the built book in headless Chromium (Debian's chromium + playwright-python, no browser
 # download): images load, no tracebacks, equations rendered; screenshots in artifacts/.
-check-book:
-	$(PYTHON) -c "import playwright" 2>/dev/null || $(PYTHON) -m pip install -q playwright==1.65.2 -c requirements/constraints.txt
+check-book: setup
 	$(PYTHON) scripts/browser_check.py
 
 # Remove generated outputs (keeps .venv and downloaded data/).

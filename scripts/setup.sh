@@ -31,6 +31,19 @@ if [[ ! -f book/_mathjax/mathjax/tex-chtml.js ]]; then
     fi
 fi
 
+# 0b. Chromium for the browser check of the built book (scripts/browser_check.py): Debian's
+#     package, driven by playwright-python; never `playwright install` (no browser download).
+if [[ ! -x /usr/bin/chromium ]]; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "setup: installing Debian's chromium (for make check-book)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null \
+            || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+            || echo "setup: could not install chromium; the browser check will fail (sudo apt-get install chromium)" >&2
+    else
+        echo "setup: /usr/bin/chromium missing; the browser check needs it: sudo apt-get install chromium" >&2
+    fi
+fi
+
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
     echo "setup: $VENV is up to date ($((SECONDS - start)) s)"
     exit 0
