@@ -11,6 +11,12 @@ dW' = d loss(F(x'), y') / dW and dW, w.r.t. x' (and y'):
   then x' alone is optimised with the euclidean loss.
 * WDLG (the paper, Algorithm 2): iDLG's label restoration and the Wasserstein loss
   (:mod:`wdlg_core.losses`).
+* Inverting Gradients (Geiping et al. 2020, ``method="ig"``): iDLG's label restoration
+  (Geiping et al. take the label as known; for one image the restoration recovers it), the
+  cosine loss over all layers plus a total-variation prior on the dummy image, Adam on signed
+  gradients with step decay of the learning rate (``torch.optim.lr_scheduler.MultiStepLR``
+  here), and the dummy image projected to [0, 1] after every step.
+* Any of these with another loss, e.g. SAPAG's Gaussian-kernel distance (``loss="sapag"``).
 
 This module is the one-attack-at-a-time reference, written like the DLG reference code
 (``torch.optim`` on one attack). One iteration is one optimiser step with one loss
@@ -28,10 +34,10 @@ import torch
 from torch import nn
 
 from . import metrics
-from .config import AttackConfig
+from .config import LR_DECAY_GAMMA, AttackConfig
 from .gradients import parameter_gradient, shared_gradient
 from .labels import restore_labels
-from .losses import make_loss
+from .losses import make_loss, total_variation
 from .models import build_model
 from .optim import LBFGSReference
 from .result import AttackResult
@@ -117,7 +123,10 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         nonlocal evals
         evals += 1
         x, target = unpack(flat)
-        return loss_fn(parameter_gradient(model, x, target, create_graph=True), true_grads)
+        value = loss_fn(parameter_gradient(model, x, target, create_graph=True), true_grads)
+        if config.tv_weight > 0:  # Inverting Gradients' prior on the dummy image
+            value = value + config.tv_weight * total_variation(x)
+        return value
 
     def closure(flat=None):  # loss and its gradient w.r.t. the dummy variables only
         flat = (v if flat is None else flat).detach().requires_grad_(True)
@@ -130,12 +139,23 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
     else:
         opt = (torch.optim.LBFGS([v], lr=config.lr, max_iter=1, history_size=config.history_size)
                if config.optimizer == "lbfgs" else torch.optim.Adam([v], lr=config.lr))
+        # step decay (AttackConfig.lr_decay): torch's scheduler, stepped after every step
+        scheduler = (torch.optim.lr_scheduler.MultiStepLR(opt, list(config.lr_milestones()), gamma=LR_DECAY_GAMMA)
+                     if config.lr_decay else None)
 
         def torch_closure():
-            loss, v.grad = closure()
+            loss, grad = closure()
+            v.grad = grad.sign() if config.signed else grad  # signed gradients (Adam only)
             return loss
 
-        step = lambda: opt.step(torch_closure)  # noqa: E731
+        def step():
+            loss = opt.step(torch_closure)
+            if scheduler is not None:
+                scheduler.step()
+            if config.boxed:  # box constraint: the dummy image back into [0, 1]
+                with torch.no_grad():
+                    v[:dx].clamp_(0, 1)
+            return loss
 
     def image_mse(x):
         rec = torch.nan_to_num(x.detach(), nan=0.0).clamp(0, 1)
@@ -230,7 +250,7 @@ def run_attack(images: torch.Tensor, labels: torch.Tensor, *, method: str, model
     Args:
         images: (B, C, H, W) float in [0, 1].
         labels: (B,) int64 class indices.
-        method: ``"dlg"``, ``"idlg"`` or ``"wdlg"``.
+        method: ``"dlg"``, ``"idlg"``, ``"wdlg"`` or ``"ig"``.
         model: a model name (built with :func:`wdlg_core.models.build_model` and
             ``model_seed``) or an ``nn.Module`` (the attack runs in its dtype).
         optimizer, iterations, seed: see :class:`AttackConfig` (``None`` keeps its default).

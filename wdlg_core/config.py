@@ -12,7 +12,25 @@ method  gradient-matching loss      label
 dlg     euclidean (Zhu et al. 2019) dummy label optimised jointly (soft, through softmax)
 idlg    euclidean                   restored from the last layer (Zhao et al. 2020)
 wdlg    wasserstein (paper Eq. 4-9) restored as in iDLG (paper Algorithm 2)
+ig      cosine (Geiping et al.      restored as in iDLG (Geiping et al. assume the label
+        2020, "Inverting            is known; for one image iDLG's restoration gives it)
+        Gradients")
 ======  ==========================  ===================================================
+
+Every loss works with every method (``loss=`` overrides the method's default), e.g.
+``AttackConfig(method="dlg", loss="sapag")`` is SAPAG's distance (Wang et al. 2020) inside
+DLG's joint optimisation, and ``AttackConfig(method="ig")`` is Inverting Gradients with its
+reference settings: Adam, lr 0.1, signed gradients, step decay of the learning rate, the
+dummy image boxed to [0, 1] after each step, total-variation weight 1e-4 (see
+:data:`METHOD_DEFAULTS`).
+
+Store keys. The store hashes :meth:`AttackConfig.to_dict`. Fields added after version 0.3.0
+(``tv_weight``, ``signed``, ``boxed``, ``lr_decay``: :data:`NEW_FIELDS`) are left out of the
+dict when they hold their neutral value (0 / False), so every dlg/idlg/wdlg configuration keeps
+the dict, and hence the store key, it had before they existed; ``from_dict`` fills them back
+in. ``optimizer`` and ``lr`` default to ``None`` = the method's default (L-BFGS and 1.0 as
+before for dlg/idlg/wdlg, Adam and 0.1 for ig) and are resolved when the config is built, so
+the dict always holds the concrete values.
 """
 from __future__ import annotations
 
@@ -24,10 +42,30 @@ METHODS: dict[str, dict[str, str]] = {
     "dlg": {"loss": "euclidean", "label": "joint"},
     "idlg": {"loss": "euclidean", "label": "restore"},
     "wdlg": {"loss": "wasserstein", "label": "restore"},
+    "ig": {"loss": "cosine", "label": "restore"},
 }
 OPTIMIZERS = ("lbfgs", "adam")
 LINE_SEARCHES = ("none", "armijo")
-LOSSES = ("euclidean", "wasserstein")
+LOSSES = ("euclidean", "wasserstein", "cosine", "sapag")
+
+#: Defaults of the fields that depend on the method (used when the field is left as None).
+#: ``ig``: Geiping et al. 2020 as run by their reference code (JonasGeiping/invertinggradients,
+#: ``reconstruct_image.py`` "ours" configuration and ``inversefed/options.py``): Adam, lr 0.1,
+#: signed gradients, MultiStepLR at 3/8, 5/8, 7/8 of the iterations with gamma 0.1, boxed
+#: (projected to the valid image range after each step), TV weight 1e-4 (the ``--tv`` default).
+_NEUTRAL = {"optimizer": "lbfgs", "lr": 1.0, "tv_weight": 0.0, "signed": False, "boxed": False, "lr_decay": False}
+METHOD_DEFAULTS: dict[str, dict] = {
+    "dlg": dict(_NEUTRAL),
+    "idlg": dict(_NEUTRAL),
+    "wdlg": dict(_NEUTRAL),
+    "ig": {"optimizer": "adam", "lr": 0.1, "tv_weight": 1e-4, "signed": True, "boxed": True, "lr_decay": True},
+}
+#: Fields added after 0.3.0, omitted from :meth:`AttackConfig.to_dict` at their neutral value.
+NEW_FIELDS: dict = {k: _NEUTRAL[k] for k in ("tv_weight", "signed", "boxed", "lr_decay")}
+#: Step decay of ``lr_decay``: the learning rate is multiplied by LR_DECAY_GAMMA after
+#: floor(f * iterations) steps for each f in LR_DECAY_FRACTIONS (Geiping et al.'s schedule).
+LR_DECAY_FRACTIONS = (3 / 8, 5 / 8, 7 / 8)
+LR_DECAY_GAMMA = 0.1
 ESTIMATORS = ("dirac", "sorted", "dual")
 
 #: Default success threshold on image MSE (images in [0, 1]): MSE < 1e-3 is PSNR > 30 dB,
@@ -47,11 +85,13 @@ class AttackConfig:
     """How one gradient-inversion attack runs.
 
     Attributes:
-        method: ``"dlg"``, ``"idlg"`` or ``"wdlg"`` (see :data:`METHODS`).
+        method: ``"dlg"``, ``"idlg"``, ``"wdlg"`` or ``"ig"`` (see :data:`METHODS`).
         optimizer: ``"lbfgs"`` (DLG's choice; one iteration = one L-BFGS update with a fixed
             step ``lr`` and one function evaluation, i.e. ``torch.optim.LBFGS(max_iter=1)``)
-            or ``"adam"``.
-        lr: learning rate (step size) of the optimiser.
+            or ``"adam"``. ``None``: the method's default (:data:`METHOD_DEFAULTS`: L-BFGS,
+            Adam for ``ig``), resolved when the config is built.
+        lr: learning rate (step size) of the optimiser; ``None``: the method's default (1.0,
+            0.1 for ``ig``).
         line_search: for L-BFGS, ``"none"`` (torch's fixed step ``lr``, DLG's setting) or
             ``"armijo"`` (our batched backtracking from ``lr``: the loss never increases, so an
             attack cannot blow up after converging; one iteration then costs one or more loss
@@ -61,7 +101,8 @@ class AttackConfig:
             grows with this number (see ``benchmarks/attack_throughput.py``).
         iterations: number of optimiser iterations.
         seed: seed of the dummy data x' ~ N(0, 1) and dummy label y' ~ N(0, 1) (paper Table 1).
-        loss: gradient-matching loss; ``None`` takes the method's default.
+        loss: gradient-matching loss, ``"euclidean"``, ``"wasserstein"``, ``"cosine"`` or
+            ``"sapag"`` (see :mod:`wdlg_core.losses`); ``None`` takes the method's default.
         estimator: Wasserstein estimator (used when the loss is ``"wasserstein"``): ``"dirac"``
             (closed form, per-layer L2 norm), ``"sorted"`` (exact 1-D W1 of the entries) or
             ``"dual"`` (the paper's Kantorovich-Rubinstein critic, Algorithm 2).
@@ -71,15 +112,29 @@ class AttackConfig:
         snapshots: iterations (1-based) at which to keep a copy of the dummy image; the
             initial dummy is iteration 0.
         record_every: keep the loss and image MSE curve every this many iterations.
+        tv_weight: weight of the total-variation prior added to the matching loss
+            (:func:`wdlg_core.losses.total_variation`, images in [0, 1]); ``None``: the
+            method's default (0, 1e-4 for ``ig``).
+        signed: Adam steps on the sign of the objective's gradient (Geiping et al.'s
+            "signed gradients"); ``None``: the method's default (False, True for ``ig``).
+        boxed: project the dummy image to [0, 1] after every optimiser step (the box
+            constraint; the dummy label is not projected); ``None``: the method's default.
+        lr_decay: step decay of the learning rate, times 0.1 after 3/8, 5/8 and 7/8 of
+            ``iterations`` (:data:`LR_DECAY_FRACTIONS`); ``None``: the method's default.
+
+    ``signed``, ``boxed`` and ``lr_decay`` need ``optimizer="adam"``. Fields left at ``None``
+    are resolved to concrete values when the config is built; see the module docstring for
+    how the new fields stay out of store keys at their neutral values.
 
     Raises:
         ValueError: an unknown method, optimizer, loss or estimator (the message lists the
-            valid names), or a non-positive lr / iterations.
+            valid names), a non-positive lr / iterations, a negative tv_weight, or signed /
+            boxed / lr_decay with an optimizer other than Adam.
     """
 
     method: str = "wdlg"
-    optimizer: str = "lbfgs"
-    lr: float = 1.0
+    optimizer: str | None = None
+    lr: float | None = None
     line_search: str = "none"
     history_size: int = 100
     iterations: int = 300
@@ -92,9 +147,20 @@ class AttackConfig:
     success_mse: float = SUCCESS_MSE
     snapshots: tuple[int, ...] = ()
     record_every: int = 1
+    tv_weight: float | None = None
+    signed: bool | None = None
+    boxed: bool | None = None
+    lr_decay: bool | None = None
 
     def __post_init__(self):
         _choice("method", self.method, METHODS)
+        for name, default in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, default)
+        for name in ("signed", "boxed", "lr_decay"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "tv_weight", float(self.tv_weight))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("line_search", self.line_search, LINE_SEARCHES)
         if self.line_search != "none" and self.optimizer != "lbfgs":
@@ -110,6 +176,13 @@ class AttackConfig:
             raise ValueError(f"history_size must be >= 1, got {self.history_size}")
         if self.record_every < 1:
             raise ValueError(f"record_every must be >= 1, got {self.record_every}")
+        if not self.tv_weight >= 0:
+            raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
+        adam_only = [n for n in ("signed", "boxed", "lr_decay") if getattr(self, n)]
+        if adam_only and self.optimizer != "adam":
+            hint = (" (method 'ig' turns them on by default: pass them as False to use L-BFGS)"
+                    if self.method == "ig" else "")
+            raise ValueError(f"{', '.join(adam_only)} need optimizer 'adam', got {self.optimizer!r}{hint}")
         object.__setattr__(self, "snapshots", tuple(sorted(set(int(s) for s in self.snapshots))))
 
     @property
@@ -123,16 +196,42 @@ class AttackConfig:
         return METHODS[self.method]["label"]
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict of every field (the store hashes it)."""
+        """Plain JSON-able dict of every field (the store hashes it).
+
+        The fields of :data:`NEW_FIELDS` are left out when they hold their neutral value
+        (0 / False), so configurations that do not use them keep their pre-0.3.1 dict and
+        store key.
+        """
         d = dataclasses.asdict(self)
         d["snapshots"] = list(self.snapshots)
+        for name, neutral in NEW_FIELDS.items():
+            if d[name] == neutral:
+                del d[name]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttackConfig":
+        """Inverse of :meth:`to_dict`: absent new fields take their neutral value."""
         d = dict(d)
         d["snapshots"] = tuple(d.get("snapshots", ()))
+        for name, neutral in NEW_FIELDS.items():
+            d.setdefault(name, neutral)
         return cls(**d)
+
+    def lr_milestones(self) -> tuple[int, ...]:
+        """Steps after which ``lr_decay`` multiplies the learning rate by :data:`LR_DECAY_GAMMA`.
+
+        floor(f * iterations) for f in :data:`LR_DECAY_FRACTIONS` (Geiping et al. compute
+        ``iterations // 2.667``, ``// 1.6``, ``// 1.142``, the same fractions rounded); empty
+        without ``lr_decay``.
+        """
+        if not self.lr_decay:
+            return ()
+        return tuple(int(f * self.iterations) for f in LR_DECAY_FRACTIONS)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step ``step`` (1-based): lr * gamma^(milestones < step)."""
+        return self.lr * LR_DECAY_GAMMA ** sum(1 for m in self.lr_milestones() if m < step)
 
     def replace(self, **changes) -> "AttackConfig":
         return dataclasses.replace(self, **changes)

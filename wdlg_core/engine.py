@@ -8,7 +8,10 @@ share one model and one configuration (except the seed). Per iteration the engin
 1. evaluates every attack's gradient-matching loss and its gradient w.r.t. that attack's
    dummy data in one pass (:class:`wdlg_core.matching.MatchingObjective`),
 2. takes one step of a batched optimiser with per-attack state
-   (:mod:`wdlg_core.optim`: L-BFGS with per-attack history and step, or Adam),
+   (:mod:`wdlg_core.optim`: L-BFGS with per-attack history and step, or Adam, optionally on
+   signed gradients with a step-decayed learning rate, and the dummy images projected to
+   [0, 1] after the step: Inverting Gradients' settings, ``AttackConfig.signed``,
+   ``lr_decay``, ``boxed``; the objective adds ``tv_weight`` times the TV prior),
 3. records losses, image MSE and snapshots exactly where the reference records them.
 
 An attack whose loss turns NaN/inf is frozen at its last finite point and reported as
@@ -123,9 +126,9 @@ class BatchedAttack:
 
         loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
                             critic_lr=config.critic_lr, critic_clip=config.critic_clip, batched=True)
-        self.objective = MatchingObjective(model, true_grads, loss_fn, path=path)
+        self.objective = MatchingObjective(model, true_grads, loss_fn, path=path, tv_weight=config.tv_weight)
         self.critic = getattr(loss_fn, "update", None)  # the dual estimator: trained once per iteration
-        extra = {"history_size": config.history_size} if config.optimizer == "lbfgs" else {}
+        extra = {"history_size": config.history_size} if config.optimizer == "lbfgs" else {"signed": config.signed}
         if config.line_search == "armijo":
             extra["line_search"] = "armijo"
         self.optimizer = make_optimizer(config.optimizer, self.z, config.lr, **extra)
@@ -170,7 +173,11 @@ class BatchedAttack:
         if self.critic is not None:
             x, target = self.dummy(self.z.detach())
             self.critic([g.detach() for g in self.objective.dummy_gradients(x, target)], self.objective.true_grads)
+        if self.config.lr_decay:  # step decay, as torch's MultiStepLR in the reference
+            self.optimizer.lr = self.config.lr_at(it)
         step_loss = self.optimizer.step(self.closure).double().cpu().numpy()  # losses at x_(it-1)
+        if self.config.boxed:  # box constraint: every dummy image back into [0, 1] (labels untouched)
+            self.z[:, :self.dx].clamp_(0, 1)
         newly = self.optimizer.diverged.cpu().numpy() & ~self.stopped
         if record:
             for i in np.flatnonzero(~self.stopped):

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .gradients import training_loss
+from .losses import batched_total_variation
 
 Grads = list[torch.Tensor]
 _SEQUENTIAL_OK = (nn.Conv2d, nn.Linear, nn.Sigmoid, nn.LeakyReLU, nn.Flatten)
@@ -181,17 +182,24 @@ class MatchingObjective:
         true_grads: the N shared gradients, one tensor (N, *param.shape) per parameter.
         loss_fn: a batched gradient-matching loss (``losses.make_loss(..., batched=True)``).
         path: ``"explicit"``, ``"vmap"`` or ``"auto"`` (explicit when the model allows it).
+        tv_weight: weight of the total-variation prior on the dummy images
+            (:func:`wdlg_core.losses.batched_total_variation`; Inverting Gradients), >= 0.
 
     Call: ``objective(x, target) -> (N,)`` with x (N, B, C, H, W) and target (N, B) int64 or
-    (N, B, K) probabilities; differentiable w.r.t. x and a soft target.
+    (N, B, K) probabilities; differentiable w.r.t. x and a soft target. The value is
+    ``loss_fn(dummy gradients, true gradients) + tv_weight * TV(x)``.
 
     Raises:
-        ValueError: unknown path, or ``"explicit"`` for a model it does not support.
+        ValueError: unknown path, ``"explicit"`` for a model it does not support, or a
+            negative tv_weight.
     """
 
-    def __init__(self, model: nn.Module, true_grads: Grads, loss_fn, path: str = "auto"):
+    def __init__(self, model: nn.Module, true_grads: Grads, loss_fn, path: str = "auto", tv_weight: float = 0.0):
         if path not in PATHS:
             raise ValueError(f"unknown path {path!r}; valid choices: {', '.join(PATHS)}")
+        if not tv_weight >= 0:
+            raise ValueError(f"tv_weight must be >= 0, got {tv_weight}")
+        self.tv_weight = float(tv_weight)
         if true_grads and len({g.shape[0] for g in true_grads}) != 1:
             raise ValueError("every true-gradient tensor needs the same leading attack axis N")
         self.model, self.true_grads, self.loss_fn = model, true_grads, loss_fn
@@ -208,4 +216,7 @@ class MatchingObjective:
         return vmap_gradients(self.model, x, target, self.loss_kind)
 
     def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.loss_fn(self.dummy_gradients(x, target), self.true_grads)
+        value = self.loss_fn(self.dummy_gradients(x, target), self.true_grads)
+        if self.tv_weight > 0:
+            value = value + self.tv_weight * batched_total_variation(x)
+        return value

@@ -535,6 +535,13 @@ class BatchedAdam(_BatchedBase):
         x: (N, D) float iterate, updated in place.
         lr: step size (torch's default 1e-3).
         betas, eps: as in torch.optim.Adam (defaults (0.9, 0.999), 1e-8).
+        signed: step on sign(g) instead of g (Inverting Gradients' "signed gradients":
+            their closure replaces the gradient by its sign before ``torch.optim.Adam``
+            steps; entries with g = 0 stay 0).
+
+    ``lr`` is a plain attribute read at every step, so a schedule (the engine's step decay,
+    ``AttackConfig.lr_at``) sets it before each step, as ``torch.optim.lr_scheduler`` sets the
+    param group's lr.
 
     Follows torch 2.13 ``_single_tensor_adam`` (no weight decay / amsgrad): m <- lerp(m, g,
     1 - beta1), v <- beta2 v + (1 - beta2) g^2, x <- x - lr / (1 - beta1^k) *
@@ -548,8 +555,9 @@ class BatchedAdam(_BatchedBase):
     """
 
     def __init__(self, x: Tensor, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
+                 eps: float = 1e-8, signed: bool = False):
         super().__init__(x, lr)
+        self.signed = bool(signed)
         self.beta1, self.beta2 = float(betas[0]), float(betas[1])
         self.eps = float(eps)
         self._m = torch.zeros_like(self.x)  # (N, D) first moment
@@ -562,6 +570,8 @@ class BatchedAdam(_BatchedBase):
         loss, g, finite = self._evaluate(closure, self.x, self.active)
         ok = self._accept_evaluation(loss, finite)[:, None]  # (N, 1)
         g = torch.where(ok, g, 0)
+        if self.signed:
+            g = g.sign()
         self.n_steps += 1
         k = self.n_steps
         m = self._m.lerp(g, 1 - self.beta1)
