@@ -250,7 +250,8 @@ def run_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, conf
 
     Args:
         model, images (N, B, C, H, W), labels (N, B), configs, defense, path: see
-            :class:`BatchedAttack`.
+            :class:`BatchedAttack`; ``defense`` may also be a list of N callables (or None),
+            one per attack (:func:`wdlg_core.defenses.sequential`), e.g. noise seeded per attack.
         progress: a tqdm bar over iterations (True/False; None: only on a terminal).
         desc: the bar's label.
 
@@ -260,6 +261,9 @@ def run_batch(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, conf
     from tqdm.auto import tqdm
 
     with constant_weights(model):
+        from .defenses import sequential
+
+        defense = sequential(defense, images.shape[0])
         attack = BatchedAttack(model, images, labels, configs, defense=defense, path=path)
         bar = tqdm(range(attack.config.iterations), desc=desc, unit="it", leave=False,
                    disable=(False if progress else None if progress is None else True))
@@ -351,7 +355,8 @@ def run_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
     """Run N attacks in memory-sized chunks of :func:`run_batch`.
 
     Args:
-        model, images (N, B, C, H, W), labels (N, B), configs, defense, path: see :func:`run_batch`.
+        model, images (N, B, C, H, W), labels (N, B), configs, defense, path: see :func:`run_batch`
+            (a list of N per-attack defences is split with the chunks).
         max_chunk: upper bound on the chunk size.
         progress: tqdm bars over chunks and iterations (None: only on a terminal).
         on_result: called as ``on_result(index, result)`` as soon as each chunk finishes
@@ -375,7 +380,8 @@ def run_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
         if len(starts) > 1 else starts
     for s in bar:
         e = min(n, s + p.chunk)
-        chunk = run_batch(model, images[s:e], labels[s:e], configs[s:e], defense=defense, path=path,
+        part = defense if defense is None or callable(defense) else list(defense)[s:e]
+        chunk = run_batch(model, images[s:e], labels[s:e], configs[s:e], defense=part, path=path,
                           progress=progress, desc=f"{desc} {s + 1}-{e}/{n}")
         for j, r in enumerate(chunk):
             r.meta["engine"]["chunk"] = p.chunk

@@ -56,6 +56,10 @@ class Case:
         images_sha256: fingerprint of the attacked pixels (see
             :func:`wdlg_core.experiments.images_fingerprint`), so that the same index in
             another source or split is another case.
+        defense: the defence applied to the shared gradient before the attack, as
+            :meth:`wdlg_core.defenses.Defense.to_dict` (a Defense object or dict is validated
+            and normalised); None (no defence) is left out of :meth:`to_dict`, so undefended
+            cases keep the keys they had before defences existed.
     """
 
     dataset: str
@@ -66,13 +70,23 @@ class Case:
     source: str = "auto"
     num_classes: int | None = None
     images_sha256: str | None = None
+    defense: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "indices", tuple(int(i) for i in self.indices))
+        if self.defense is not None:  # validated and normalised (sigma=10 and 10.0 are one key)
+            from .defenses import defense_from_dict
+
+            object.__setattr__(self, "defense", defense_from_dict(self.defense).to_dict())
+
+    def __hash__(self) -> int:
+        return hash(canonical_json(self.to_dict()))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["indices"] = list(self.indices)
+        if d["defense"] is None:
+            del d["defense"]
         return d
 
     @classmethod

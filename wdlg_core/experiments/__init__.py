@@ -101,10 +101,23 @@ def run_one(job: Job, device: str = "cpu") -> AttackResult:
 
 
 def _group_key(job: Job) -> tuple:
-    """Jobs with equal keys run as one batch: same model, input shape and config up to the seed."""
+    """Jobs with equal keys run as one batch: same model, input shape, defence and config up to the seed."""
+    from ..store import canonical_json
+
     c = job.case
     return (c.model, c.model_seed, c.num_classes, c.dataset if c.num_classes is None else None,
-            tuple(job.images.shape), job.config.replace(seed=0))
+            tuple(job.images.shape), job.config.replace(seed=0),
+            None if c.defense is None else canonical_json(c.defense))
+
+
+def job_defense(job: Job):
+    """The callable that defends ``job``'s shared gradient (None without a defence): the
+    defence of ``job.case.defense`` with noise seeded by :func:`wdlg_core.defenses.noise_seed`
+    of the attack's dummy seed and case, so the attack is the same alone or in any batch."""
+    from ..defenses import defense_from_dict, noise_seed
+
+    d = defense_from_dict(job.case.defense)
+    return None if d is None else d.bind(noise_seed(job.config.seed, job.case.to_dict()))
 
 
 def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress: bool | None = True,
@@ -112,8 +125,9 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
     """Run (or load from ``store``) every job through the batched engine.
 
     Stored jobs are loaded, not recomputed. The others are grouped by model, input shape and
-    configuration (up to the seed); each group runs as batched chunks of
-    :func:`wdlg_core.engine.run_attacks`, and every result is saved as soon as its chunk
+    configuration (up to the seed) and defence (``job.case.defense``, applied to each attack's
+    shared gradient with its own noise, see :func:`job_defense`); each group runs as batched
+    chunks of :func:`wdlg_core.engine.run_attacks`, and every result is saved as soon as its chunk
     finishes, so an interrupted sweep resumes at attack granularity.
 
     Args:
@@ -160,6 +174,8 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
             results[idx[j]] = result
 
         label = f"{desc} [{g + 1}/{len(groups)}] {c.dataset} {first.config.method}"
+        defenses = [job_defense(jobs[i]) for i in idx]
         run_attacks(model, images, labels, [jobs[i].config for i in idx], progress=progress,
-                    on_result=save, desc=label, max_chunk=max_chunk)
+                    on_result=save, desc=label, max_chunk=max_chunk,
+                    defense=None if first.case.defense is None else defenses)
     return results  # type: ignore[return-value]
