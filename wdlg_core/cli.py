@@ -2,8 +2,9 @@
 
 ::
 
-    wdlg attack --dataset mnist --method wdlg --index 3 [--model lenet] [--iterations N]
+    wdlg attack --dataset mnist --method wdlg|dlg|idlg|ig --index 3 [--model lenet] [--iterations N]
                 [--optimizer lbfgs|adam] [--lr LR] [--seed S] [--estimator dirac|sorted|dual]
+                [--loss euclidean|wasserstein|cosine|sapag]
                 [--device cpu] [--out attack.png]
     wdlg data list [--root DIR]
     wdlg data download NAME [--root DIR]
@@ -22,7 +23,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ESTIMATORS, LINE_SEARCHES, METHODS, OPTIMIZERS
+from .config import ESTIMATORS, LINE_SEARCHES, LOSSES, METHOD_DEFAULTS, METHODS, OPTIMIZERS
 from .profiles import PROFILES
 
 
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=None, help="seed of the dummy data")
     a.add_argument("--model-seed", type=int, default=None, help="seed of the random model weights")
     a.add_argument("--estimator", default=None, choices=list(ESTIMATORS), help="Wasserstein estimator (WDLG)")
+    a.add_argument("--loss", default=None, choices=list(LOSSES),
+                   help="gradient-matching loss (default: the method's; e.g. sapag for SAPAG's distance)")
     a.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: the profile's)")
     a.add_argument("--split", default=None, choices=["test", "train", "any"])
     a.add_argument("--data-root", default=None)
@@ -108,14 +111,22 @@ def cmd_attack(args) -> int:
 
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
                     line_search=args.line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
-                    split=args.split, methods=(args.method,))
+                    split=args.split,
+                    # the profile validates its methods with its own optimiser (L-BFGS): Inverting
+                    # Gradients' settings are applied below, so it is not validated there
+                    methods=(args.method,) if METHOD_DEFAULTS[args.method]["optimizer"] == "lbfgs" else None)
     check_device(p.device)
     if args.index < 0:
         raise ValueError(f"--index must be >= 0, got {args.index}")
     info = dataset_info(args.dataset)
     images, labels = load_images(args.dataset, 1, split=p.split, source=p.source, root=args.data_root,
                                  offset=args.index)  # (1, C, H, W), (1,)
-    config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots))
+    overrides = {"loss": args.loss} if args.loss else {}
+    if args.method == "ig":  # Inverting Gradients runs its own optimiser (Adam, lr 0.1) unless told otherwise
+        ig = METHOD_DEFAULTS["ig"]
+        overrides.update(optimizer=args.optimizer or ig["optimizer"], lr=args.lr or ig["lr"],
+                         line_search=args.line_search or "none")
+    config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots), **overrides)
     case = Case(args.dataset, (args.index,), p.model, p.model_seed, p.split, p.source, info.num_classes,
                 images_fingerprint(images))
     configure_threads(args.threads or int(os.environ.get(THREADS_ENV, "0") or 0) or 1)
@@ -123,8 +134,9 @@ def cmd_attack(args) -> int:
 
     its = "-" if r.iterations_to_success is None else str(r.iterations_to_success)
     psnr = "inf" if not math.isfinite(r.psnr) else f"{r.psnr:.2f}"
-    print(f"{METHOD_NAMES[args.method]} on {DATASET_NAMES[args.dataset]} image {args.index}, {p.model}, "
-          f"{p.optimizer} lr {p.lr:g} (line search {p.line_search}), {p.iterations} iterations, device {p.device}")
+    print(f"{METHOD_NAMES.get(args.method, args.method)} on {DATASET_NAMES[args.dataset]} image {args.index}, "
+          f"{p.model}, {config.optimizer} lr {config.lr:g} (line search {config.line_search}), loss "
+          f"{config.matching_loss}, {p.iterations} iterations, device {p.device}")
     print(f"  label restored/true : {int(r.labels[0])} / {int(r.true_labels[0])}")
     print(f"  MSE                 : {r.mse:.3e}")
     print(f"  PSNR                : {psnr} dB")
@@ -138,7 +150,7 @@ def cmd_attack(args) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = snapshot_grid(r.snapshots, original=images.numpy(),
                         final=r.reconstruction, captions={"final": [f"MSE {r.mse:.1e}\nPSNR {psnr} dB"]},
-                        title=f"{METHOD_NAMES[args.method]}, {DATASET_NAMES[args.dataset]} #{args.index}")
+                        title=f"{METHOD_NAMES.get(args.method, args.method)}, {DATASET_NAMES[args.dataset]} #{args.index}")
     fig.savefig(out)
     print(f"  figure              : {out}")
     return 0

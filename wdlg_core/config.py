@@ -26,9 +26,10 @@ dummy image boxed to [0, 1] after each step, total-variation weight 1e-4 (see
 
 Store keys. The store hashes :meth:`AttackConfig.to_dict`. Fields added after version 0.3.0
 (``tv_weight``, ``signed``, ``boxed``, ``lr_decay``: :data:`NEW_FIELDS`) are left out of the
-dict when they hold their neutral value (0 / False), so every dlg/idlg/wdlg configuration keeps
-the dict, and hence the store key, it had before they existed; ``from_dict`` fills them back
-in. ``optimizer`` and ``lr`` default to ``None`` = the method's default (L-BFGS and 1.0 as
+dict when they hold their neutral value (0 / False) and the method's default is that neutral
+value, so every dlg/idlg/wdlg configuration that does not use them keeps the dict, and hence
+the store key, it had before they existed; an ig configuration always lists them.
+``AttackConfig(**d)`` and ``from_dict`` rebuild the same configuration from such a dict. ``optimizer`` and ``lr`` default to ``None`` = the method's default (L-BFGS and 1.0 as
 before for dlg/idlg/wdlg, Adam and 0.1 for ig) and are resolved when the config is built, so
 the dict always holds the concrete values.
 """
@@ -198,24 +199,23 @@ class AttackConfig:
     def to_dict(self) -> dict:
         """Plain JSON-able dict of every field (the store hashes it).
 
-        The fields of :data:`NEW_FIELDS` are left out when they hold their neutral value
-        (0 / False), so configurations that do not use them keep their pre-0.3.1 dict and
-        store key.
+        A field of :data:`NEW_FIELDS` is left out when it holds its neutral value (0 / False)
+        and that is also the method's default, so dlg/idlg/wdlg configurations that do not use
+        them keep their pre-0.3.1 dict and store key, and ``AttackConfig(**d)`` rebuilds the
+        same config (an ig config always lists them: its defaults are not neutral).
         """
         d = dataclasses.asdict(self)
         d["snapshots"] = list(self.snapshots)
         for name, neutral in NEW_FIELDS.items():
-            if d[name] == neutral:
+            if d[name] == neutral and METHOD_DEFAULTS[self.method][name] == neutral:
                 del d[name]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttackConfig":
-        """Inverse of :meth:`to_dict`: absent new fields take their neutral value."""
+        """Inverse of :meth:`to_dict` (absent new fields take the method's default)."""
         d = dict(d)
         d["snapshots"] = tuple(d.get("snapshots", ()))
-        for name, neutral in NEW_FIELDS.items():
-            d.setdefault(name, neutral)
         return cls(**d)
 
     def lr_milestones(self) -> tuple[int, ...]:
