@@ -164,7 +164,44 @@ def _torchvision_model(arch: str, num_classes: int) -> nn.Module:
     return net
 
 
+class _Seed002Input(nn.Module):
+    """A torchvision sigmoid network in the setting of DLG's architecture study (paper/002).
+
+    * ImageNet normalisation as a fixed first layer, ``(x - mean) / std`` per channel with
+      mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225) (paper/002, "Methodology"), so
+      the attacked input and the dummy live in [0, 1] pixel space: image MSE is measured on
+      pixels, not on normalised values.
+    * Batch-norm with per-batch statistics (train-mode arithmetic, no running statistics:
+      ``track_running_stats=False``), as a freshly built torchvision model runs in the DLG
+      code: each client normalises with its own batch, nothing is updated in place (so
+      ``torch.func.vmap`` over attacks is safe), and the module stays in eval mode (dropout
+      off). With eval-mode running statistics (mean 0, var 1) the sigmoid networks' gradient
+      w.r.t. the input is ~1e-11 and L-BFGS never moves (measured). Per-batch BN needs more
+      than one value per channel: every feature map must stay larger than 1x1 for batch 1.
+
+    Input (B, 3, H, W) in [0, 1], output logits (B, num_classes).
+    """
+
+    MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(self.MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.STD).view(1, 3, 1, 1), persistent=False)
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.track_running_stats = False
+                m.running_mean = m.running_var = m.num_batches_tracked = None
+        self.loss_kind = "cross_entropy"
+
+    def forward(self, x):
+        return self.net((x - self.mean) / self.std)
+
+
 MODELS = ("lenet", "cnn6", "cnn6_binary", "resnet18", "densenet121", "inception_v3")
+#: DLG architecture-study variants (paper/002): ``<torchvision name>_dlg``, see :class:`_Seed002Input`.
+SEED002_MODELS = ("resnet18_dlg", "densenet121_dlg", "inception_v3_dlg")
 
 
 def build_model(name: str, in_shape=(3, 32, 32), num_classes: int = 10, seed: int = 0) -> nn.Module:
@@ -184,8 +221,8 @@ def build_model(name: str, in_shape=(3, 32, 32), num_classes: int = 10, seed: in
         ValueError: unknown name (the message lists :data:`MODELS`), or an input shape the
             network cannot take.
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(MODELS)}")
+    if name not in MODELS + SEED002_MODELS:
+        raise ValueError(f"unknown model {name!r}; valid choices: {', '.join(MODELS + SEED002_MODELS)}")
     in_shape = tuple(int(s) for s in in_shape)
     if len(in_shape) != 3:
         raise ValueError(f"in_shape must be (C, H, W), got {in_shape}")
@@ -197,10 +234,18 @@ def build_model(name: str, in_shape=(3, 32, 32), num_classes: int = 10, seed: in
         elif name in ("cnn6", "cnn6_binary"):
             model = CNN6(in_shape, 1 if name == "cnn6_binary" else num_classes)
             model.reset_parameters()
+        elif name in SEED002_MODELS:
+            if in_shape[0] != 3:
+                raise ValueError(f"model {name!r} normalises 3 ImageNet channels; got in_shape {in_shape}")
+            model = _Seed002Input(_torchvision_model(name[:-len("_dlg")], num_classes)).eval()
+            with torch.no_grad():
+                model(torch.rand(1, *in_shape))  # batch 1: per-batch BN needs feature maps > 1x1
         else:
             model = _torchvision_model(name, num_classes).eval()  # eval: the probe must not touch BN statistics
             with torch.no_grad():
                 model(torch.zeros(2, *in_shape))  # fails early on an input size it cannot take
-    except RuntimeError as err:
+    except (RuntimeError, ValueError) as err:
+        if "in_shape" in str(err):
+            raise
         raise ValueError(f"model {name!r} cannot take inputs of shape {in_shape}: {err}") from err
     return model.eval()
