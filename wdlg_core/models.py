@@ -19,6 +19,8 @@ resnet18,         torchvision architectures (random init) with every ReLU replac
 densenet121,      Sigmoid, the setting of DLG's architecture study (paper/002). Inputs 224 px
 inception_v3      (299 px for Inception-v3) in the original study; any size that the network
                   accepts works here.
+fcn               R-GAP's fully connected network (FCN3): bias-free Linear 1000 -> 100 -> K
+                  with LeakyReLU(0.2); K = 1 gives the logistic binary classifier.
 ================  ==========================================================================
 
 Every model carries ``loss_kind`` (``"cross_entropy"`` or ``"logistic"``), the training loss
@@ -104,6 +106,40 @@ class CNN6(nn.Module):
         """PyTorch's default (Kaiming-uniform) initialisation of every layer."""
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.reset_parameters()
+
+
+class FCN(nn.Module):
+    """A bias-free fully connected network with LeakyReLU(0.2), after R-GAP's FCN3.
+
+    Layers: Flatten, Linear(C*H*W -> 1000), LeakyReLU(0.2), Linear(1000 -> 100),
+    LeakyReLU(0.2), Linear(100 -> num_classes); no biases (R-GAP repository, ``models/FCN3.py``:
+    784 -> 1000 -> 100 -> 1 with the logistic loss). ``num_classes=1`` gives that binary
+    classifier (``loss_kind="logistic"``), more a multi-class head with cross-entropy.
+    Used by :mod:`wdlg_core.rgap` (a fully connected network is R-GAP's simplest case).
+    """
+
+    def __init__(self, in_shape=(1, 28, 28), num_classes: int = 10, hidden=(1000, 100)):
+        super().__init__()
+        sizes = [int(torch.Size(in_shape).numel()), *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(a, b, bias=False), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
+        self.fc = nn.Linear(sizes[-1], num_classes, bias=False)
+        self.loss_kind = "logistic" if num_classes == 1 else "cross_entropy"
+
+    def forward(self, x):
+        return self.fc(self.body(x))  # (B, num_classes)
+
+    def sequence(self) -> list[nn.Module]:
+        """The layers in order (used by the batched engine's explicit per-attack gradients)."""
+        return [*self.body, self.fc]
+
+    def reset_parameters(self):
+        """PyTorch's default (Kaiming-uniform) initialisation of every layer."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
                 m.reset_parameters()
 
 
@@ -199,7 +235,7 @@ class _Seed002Input(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-MODELS = ("lenet", "cnn6", "cnn6_binary", "resnet18", "densenet121", "inception_v3")
+MODELS = ("lenet", "cnn6", "cnn6_binary", "resnet18", "densenet121", "inception_v3", "fcn")
 #: DLG architecture-study variants (paper/002): ``<torchvision name>_dlg``, see :class:`_Seed002Input`.
 SEED002_MODELS = ("resnet18_dlg", "densenet121_dlg", "inception_v3_dlg")
 
@@ -233,6 +269,9 @@ def build_model(name: str, in_shape=(3, 32, 32), num_classes: int = 10, seed: in
             model.reset_parameters()
         elif name in ("cnn6", "cnn6_binary"):
             model = CNN6(in_shape, 1 if name == "cnn6_binary" else num_classes)
+            model.reset_parameters()
+        elif name == "fcn":
+            model = FCN(in_shape, num_classes)
             model.reset_parameters()
         elif name in SEED002_MODELS:
             if in_shape[0] != 3:
