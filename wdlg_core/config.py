@@ -29,9 +29,10 @@ Store keys. The store hashes :meth:`AttackConfig.to_dict`. Fields added after ve
 dict when they hold their neutral value (0 / False) and the method's default is that neutral
 value, so every dlg/idlg/wdlg configuration that does not use them keeps the dict, and hence
 the store key, it had before they existed; an ig configuration always lists them.
-``AttackConfig(**d)`` and ``from_dict`` rebuild the same configuration from such a dict. ``optimizer`` and ``lr`` default to ``None`` = the method's default (L-BFGS and 1.0 as
-before for dlg/idlg/wdlg, Adam and 0.1 for ig) and are resolved when the config is built, so
-the dict always holds the concrete values.
+``AttackConfig(**d)`` and ``from_dict`` rebuild the same configuration from such a dict.
+``optimizer`` and ``lr`` default to ``None`` = the method's default (L-BFGS and 1.0 as before
+for dlg/idlg/wdlg, Adam and 0.1 for ig) and are resolved when the config is built, so the dict
+always holds the concrete values.
 """
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ METHOD_DEFAULTS: dict[str, dict] = {
     "wdlg": dict(_NEUTRAL),
     "ig": {"optimizer": "adam", "lr": 0.1, "tv_weight": 1e-4, "signed": True, "boxed": True, "lr_decay": True},
 }
-#: Fields added after 0.3.0, omitted from :meth:`AttackConfig.to_dict` at their neutral value.
+#: Fields added after 0.3.0 and their neutral values (see :meth:`AttackConfig.to_dict`).
 NEW_FIELDS: dict = {k: _NEUTRAL[k] for k in ("tv_weight", "signed", "boxed", "lr_decay")}
 #: Step decay of ``lr_decay``: the learning rate is multiplied by LR_DECAY_GAMMA after
 #: floor(f * iterations) steps for each f in LR_DECAY_FRACTIONS (Geiping et al.'s schedule).
