@@ -217,7 +217,7 @@ class ArchitectureRun:
         table: one row per attack: arch, model (registry name), size (px), params, method,
             index, label, restored_label, label_accuracy, iterations, mse, psnr, ssim,
             flat_mse (MSE of the flat image at the original's mean: the "no information"
-            reference), first_mse, final_loss, diverged, function_evals, time (s per attack),
+            reference), first_mse, first_loss, final_loss, diverged, function_evals, time (s per attack),
             time_per_iteration (s), time_per_eval (s), iterations_to_90 (first iteration with 90%
             of the MSE decrease done), key, commit.
         curves: one row per recorded iteration: arch, method, index, iteration, mse.
@@ -310,7 +310,7 @@ def run_architectures(profile: str | Profile = "quick", archs=None, methods=None
             "label": int(r.true_labels[0]), "restored_label": int(r.labels[0]), "label_accuracy": r.label_accuracy,
             "iterations": n_it, "mse": r.mse, "psnr": r.psnr, "ssim": r.ssim,
             "flat_mse": float(((orig - orig.mean()) ** 2).mean()), "first_mse": float(mses[0]) if len(mses) else math.nan,
-            "final_loss": r.final_loss, "diverged": bool(r.diverged), "function_evals": int(r.function_evals),
+            "first_loss": r.first_loss, "final_loss": r.final_loss, "diverged": bool(r.diverged), "function_evals": int(r.function_evals),
             "time": r.wall_time, "time_per_iteration": r.wall_time / n_it,
             "time_per_eval": r.wall_time / max(int(r.function_evals), 1),
             "iterations_to_90": iterations_to_fraction(its, mses),
