@@ -120,7 +120,11 @@ def test_get_settings_and_scale():
     from wdlg_core.profiles import get_profile
     assert S.scale(get_profile("quick")) == S.QUICK_SCALE
     paper = get_profile("paper")
-    assert S.scale(paper) == {"n_images": paper.n_images, "iterations": paper.iterations}
+    assert S.scale(paper) == {"n_images": paper.n_images, "iterations": paper.iterations, "settings": None}
+    assert S.images_per_dataset({"mnist": 3}, ("mnist", "cifar10")) == {"mnist": 3, "cifar10": 3}
+    assert S.images_per_dataset(2, ("svhn",)) == {"svhn": 2}
+    with pytest.raises(ValueError):
+        S.images_per_dataset({"mnist": 0}, ("mnist",))
 
 
 def test_run_sensitivity_tiny_real_case_and_store_sharing(tmp_path):
