@@ -195,3 +195,17 @@ def test_batched_equals_one_at_a_time(kw):
         assert np.array_equal(got.labels, ref.labels)
         assert np.allclose(got.snapshots[5], ref.snapshots[5], atol=1e-7)
         assert got.function_evals == ref.function_evals and got.diverged == ref.diverged
+
+
+def test_cli_runs_ig_with_its_own_optimiser_and_takes_a_loss(tmp_path, capsys):
+    from wdlg_core import cli
+
+    assert cli.main(["attack", "--dataset", "mnist", "--method", "ig", "--iterations", "3",
+                     "--out", str(tmp_path / "ig.png")]) == 0
+    assert "adam lr 0.1 (line search none), loss cosine" in capsys.readouterr().out
+    assert cli.main(["attack", "--dataset", "mnist", "--method", "dlg", "--loss", "sapag", "--iterations", "3",
+                     "--out", str(tmp_path / "sapag.png")]) == 0
+    assert "loss sapag" in capsys.readouterr().out
+    assert cli.main(["attack", "--dataset", "mnist", "--method", "ig", "--optimizer", "lbfgs", "--iterations", "1",
+                     "--out", str(tmp_path / "x.png")]) == 2
+    assert "need optimizer 'adam'" in capsys.readouterr().err

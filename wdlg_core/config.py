@@ -161,7 +161,6 @@ class AttackConfig:
                 object.__setattr__(self, name, default)
         for name in ("signed", "boxed", "lr_decay"):
             object.__setattr__(self, name, bool(getattr(self, name)))
-        object.__setattr__(self, "lr", float(self.lr))
         object.__setattr__(self, "tv_weight", float(self.tv_weight))
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("line_search", self.line_search, LINE_SEARCHES)
