@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .config import SUCCESS_MSE, AttackConfig
+from .config import METHOD_DEFAULTS, SUCCESS_MSE, AttackConfig
 
 #: The datasets of the paper's Figure 3 (LeNet gallery), in the order of the figure's columns.
 GALLERY_DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar100")
@@ -94,6 +94,10 @@ class Profile:
         settings = dict(method=method, optimizer=self.optimizer, lr=self.lr, line_search=self.line_search,
                         iterations=self.iterations, seed=self.seed, estimator=self.estimator,
                         success_mse=self.success_mse)
+        if METHOD_DEFAULTS.get(method, {}).get("optimizer") == "adam":
+            # a method defined with its own optimiser (Inverting Gradients: Adam, lr 0.1, step
+            # decay) keeps it; the profile's L-BFGS settings apply to the DLG family only
+            settings.update(optimizer=None, lr=None, line_search="none")
         return AttackConfig(**{**settings, **overrides})
 
     def to_dict(self) -> dict:

@@ -18,7 +18,7 @@ from . import Job, images_fingerprint, run_jobs
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "svhn": "SVHN",
                  "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-METHOD_NAMES = {"dlg": "DLG", "idlg": "iDLG", "wdlg": "WDLG"}
+METHOD_NAMES = {"dlg": "DLG", "idlg": "iDLG", "wdlg": "WDLG", "ig": "IG"}
 
 
 def resolve_source(dataset: str, n: int, split: str = "test", source: str = "auto", root=None) -> dict:
