@@ -101,13 +101,11 @@ def run_one(job: Job, device: str = "cpu") -> AttackResult:
 
 
 def _group_key(job: Job) -> tuple:
-    """Jobs with equal keys run as one batch: same model, input shape, defence and config up to the seed."""
-    from ..store import canonical_json
-
+    """Jobs with equal keys run as one batch: same model, input shape and config up to the seed
+    (defences are per attack, so defended and undefended attacks share a batch)."""
     c = job.case
     return (c.model, c.model_seed, c.num_classes, c.dataset if c.num_classes is None else None,
-            tuple(job.images.shape), job.config.replace(seed=0),
-            None if c.defense is None else canonical_json(c.defense))
+            tuple(job.images.shape), job.config.replace(seed=0))
 
 
 def job_defense(job: Job):
@@ -177,5 +175,5 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
         defenses = [job_defense(jobs[i]) for i in idx]
         run_attacks(model, images, labels, [jobs[i].config for i in idx], progress=progress,
                     on_result=save, desc=label, max_chunk=max_chunk,
-                    defense=None if first.case.defense is None else defenses)
+                    defense=None if all(d is None for d in defenses) else defenses)
     return results  # type: ignore[return-value]
