@@ -42,6 +42,7 @@ PAGES = {
     "tab04_batch_size": "Table 4",
     "fig08_10_recovery": "Figures 8-10",
     "tab05_ablation": "Table 5",
+    "architectures": "Seed 002 (architectures)",
 }
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "svhn": "SVHN",
@@ -59,7 +60,7 @@ def normalise_verdict(text: str | None) -> str:
 
     ``"holds"``/``"supports"``/``"holds on every pair"`` -> holds; ``"does not hold"``/
     ``"does not support"`` -> does not hold; ``"inconclusive"``/``"is inconclusive about"``/
-    ``"no interval"`` -> inconclusive at this scale. A leading verdict followed by details
+    ``"no interval"``/``"partly"`` -> inconclusive at this scale. A leading verdict followed by details
     (``"holds (1.9e-01 vs 2.3e-01)"``) is accepted. Raises ValueError on anything else.
     """
     t = (text or "").strip().lower()
@@ -67,7 +68,7 @@ def normalise_verdict(text: str | None) -> str:
         return NOT_HOLDS
     if t.startswith(("holds", "supports")):
         return HOLDS
-    if t.startswith(("inconclusive", "is inconclusive", "no interval")):
+    if t.startswith(("inconclusive", "is inconclusive", "no interval", "partly")):
         return INCONCLUSIVE
     raise ValueError(f"unknown verdict {text!r}: expected one of holds, does not hold, supports, "
                      "does not support, inconclusive, is inconclusive about, no interval")
@@ -370,6 +371,27 @@ def ablation_rows(doc: dict | None) -> list[dict]:
     return rows
 
 
+def architecture_rows(doc: dict | None) -> list[dict]:
+    """Seed 002 (DLG on LeNet, ResNet-18, DenseNet-121, Inception-v3): its four conclusions,
+    judged by the architectures page (:func:`wdlg_core.experiments.architectures.seed_claims`;
+    "partly" counts as inconclusive here, the page's own words are in the note)."""
+    from .architectures import SEED002_CLAIMS
+
+    page, group = "architectures", "architectures (seed 002)"
+    found = {c["claim"]: c for c in (doc or {}).get("claims", [])}
+    rows = []
+    for key, (statement, test) in SEED002_CLAIMS.items():
+        c = found.get(key)
+        if c is None:
+            rows.append(_row(group, page, statement, "DLG, random sigmoid networks", "seed 002's conclusion", "-",
+                             NOT_RUN, test))
+            continue
+        note = f"rule: {c.get('test', test)}; compared at update {c.get('at_iteration', '-')}; page's verdict: {c['verdict']}"
+        rows.append(_row(group, page, statement, "DLG, random sigmoid networks", "seed 002's conclusion",
+                         c.get("ours", "-"), normalise_verdict(c["verdict"]), note, a_label="ratio", a=c.get("value")))
+    return rows
+
+
 def noise_rows() -> list[dict]:
     """Section 4.5, Figures 11-14: the noise defence, not measured by any page yet."""
     return [_row("noise defence", "-", "Gaussian noise on the shared gradient stops WDLG's leakage",
@@ -386,6 +408,7 @@ READERS: dict[str, Callable[[dict | None], list[dict]]] = {
     "tab04_batch_size": batch_rows,
     "fig08_10_recovery": recovery_rows,
     "tab05_ablation": ablation_rows,
+    "architectures": architecture_rows,
 }
 
 
