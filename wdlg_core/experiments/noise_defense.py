@@ -83,7 +83,7 @@ def _rows(jobs, results, store) -> pd.DataFrame:
         d = job.case.defense
         rows.append({
             "dataset": job.case.dataset, "method": job.config.method,
-            "sigma": 0.0 if d is None else float(d["sigma"]), "index": job.case.indices[0],
+            "sigma": float(d["sigma"]) if d and d["name"] == "gaussian" else 0.0, "index": job.case.indices[0],
             "mse": r.mse, "psnr": r.psnr, "ssim": r.ssim, "success": bool(r.success),
             "label_accuracy": r.label_accuracy, "final_loss": r.final_loss, "diverged": r.diverged,
             "iterations": r.config.iterations, "time": r.wall_time, "key": store.key(job.config, job.case),
