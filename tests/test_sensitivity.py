@@ -120,7 +120,8 @@ def test_get_settings_and_scale():
     from wdlg_core.profiles import get_profile
     assert S.scale(get_profile("quick")) == S.QUICK_SCALE
     paper = get_profile("paper")
-    assert S.scale(paper) == {"n_images": paper.n_images, "iterations": paper.iterations, "settings": None}
+    assert S.scale(paper) == {"datasets": S.DATASETS, "n_images": paper.n_images, "iterations": paper.iterations,
+                              "settings": None}
     assert S.images_per_dataset({"mnist": 3}, ("mnist", "cifar10")) == {"mnist": 3, "cifar10": 3}
     assert S.images_per_dataset(2, ("svhn",)) == {"svhn": 2}
     with pytest.raises(ValueError):
@@ -150,6 +151,15 @@ def test_run_sensitivity_tiny_real_case_and_store_sharing(tmp_path):
     assert store.computed == 10 and store.loaded == 2 + 10
 
 
+def test_paper_profile_runs_every_setting(tmp_path):
+    store = ResultStore(tmp_path, profile="paper")
+    run = S.run_sensitivity("paper", datasets=("mnist",), n_images=1, iterations=2, device="cpu", store=store,
+                            progress=False)
+    assert [s.name for s in run.settings] == list(S.SETTINGS) and set(run.table.dataset) == {"mnist"}
+    assert store.computed == 2 * 5 + 2  # five settings with both methods, two WDLG-only
+    assert run.profile.name == "paper" and (run.table.iterations == 2).all()
+
+
 def test_committed_without_outputs_and_parameters_first():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -174,7 +184,7 @@ def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
     assert summary["profile"]["iterations"] == 3 and summary["reduced_scale"] is True
     assert [s["name"] for s in summary["settings"]] == ["baseline", "lbfgs_fixed", "sorted"]
     assert len(summary["conclusions"]) == 9 and set(summary["robustness"]) == set(S.CONCLUSIONS) | {"all_robust"}
-    assert summary["store"]["computed"] == 2 * 2 + 2 * 2 + 2
+    assert summary["store"]["computed"] == 2 + 2 + 1  # quick: MNIST only; sorted runs WDLG only
     for name in ("sensitivity.png", "sensitivity_settings.png", "sensitivity_threshold.png"):
         assert (tmp_path / "results" / "quick" / name).exists()
 
