@@ -26,7 +26,6 @@ iteration budget are not given either, so only orders of magnitude and orderings
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
