@@ -1,0 +1,118 @@
+"""Noise-defence and defence trade-off experiments: summaries and statement checks on known
+inputs, cached training, a tiny real run, and both notebooks committed clean (executed end to
+end in the slow tests)."""
+import json
+import os
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from wdlg_core.experiments.defense_tradeoff import cached_training, run_tradeoff
+from wdlg_core.experiments.noise_defense import (check_statements, leakage_level, leakage_null, run_sweep,
+                                                 summarize_sweep)
+from wdlg_core.store import ResultStore
+from notebook_checks import glue_keys
+
+REPO = Path(__file__).resolve().parent.parent
+NOTEBOOKS = {"fig11_14_noise_defense": REPO / "notebooks" / "fig11_14_noise_defense.ipynb",
+             "defense_tradeoff": REPO / "notebooks" / "defense_tradeoff.ipynb"}
+
+
+def _panel(ssims, successes=None):
+    rows = []
+    for sigma, values in ssims.items():
+        for i, v in enumerate(values):
+            rows.append({"dataset": "cifar100", "method": "wdlg", "sigma": float(sigma), "index": i, "ssim": v,
+                         "mse": 0.1, "psnr": 10.0, "success": bool((successes or {}).get(sigma, False))})
+    return pd.DataFrame(rows)
+
+
+def test_statements_hold_and_fail_by_the_stated_rules():
+    good = check_statements(_panel({0: [0.9, 0.8], 2: [0.4, 0.3], 4: [0.2, 0.25], 10: [0.01, 0.02]}), 0.15)
+    assert list(good.sigma) == [0, 2, 4, 10] and list(good.verdict) == ["reference", "holds", "holds", "holds"]
+    assert list(good.level) == ["partial", "partial", "partial", "none"]
+    bad = check_statements(_panel({0: [0.9], 2: [0.01], 4: [0.3], 10: [0.5]}), 0.15)
+    assert list(bad.verdict) == ["reference", "does not hold", "does not hold", "does not hold"]
+    silent = check_statements(_panel({0: [0.01], 2: [0.01], 4: [0.0], 10: [0.0]}), 0.15)
+    assert set(silent.verdict[1:]) == {"inconclusive"}  # nothing to stop: cannot be tested
+    missing = check_statements(_panel({2: [0.4]}), 0.15)
+    assert list(missing.verdict) == ["holds", "not run", "not run"]
+    assert leakage_level(0.01, 0.5, 0.15) == "full"
+
+
+def test_leakage_null_of_known_images():
+    rng = np.random.default_rng(0)
+    imgs = rng.random((5, 1, 16, 16)).astype(np.float32)
+    null = leakage_null(imgs)
+    assert null["pairs"] == 10 and null["threshold"] >= null["mean"] and abs(null["mean"]) < 0.2
+    with pytest.raises(ValueError, match="two images"):
+        leakage_null(imgs[:1])
+
+
+def test_summarize_sweep_known_values():
+    t = pd.DataFrame({"method": ["wdlg"] * 4 + ["dlg"] * 2, "sigma": [0, 0, 1, 1, 0, 0],
+                      "mse": [1e-4, 3e-4, 0.3, 0.4, 0.2, 0.2], "psnr": [40, np.inf, 5, 4, 7, 7],
+                      "ssim": [0.9, 1.0, 0.0, 0.1, 0.2, 0.2], "success": [True, True, False, False, False, False]})
+    s = summarize_sweep(t).set_index(["method", "sigma"])
+    assert list(s.index.get_level_values(0)) == ["dlg", "wdlg", "wdlg"]
+    assert s.loc[("wdlg", 0.0), "psnr"] == pytest.approx(70.0)  # inf capped at 100 dB
+    assert s.loc[("wdlg", 0.0), "success_rate"] == 1.0 and s.loc[("wdlg", 1.0), "successes"] == 0
+    assert s.loc[("wdlg", 1.0), "success_high"] == pytest.approx(0.658, abs=1e-3)
+
+
+def test_sweep_tiny_real_case_shares_the_undefended_attack(tmp_path):
+    store = ResultStore(tmp_path, profile="quick")
+    table, src = run_sweep("quick", dataset="mnist", sigmas=(0, 10), methods=("wdlg",), n_images=1, iterations=3,
+                           store=store, progress=False)
+    assert list(table.sigma) == [0.0, 10.0] and store.computed == 2 and src["count"] >= 1
+    with pytest.raises(ValueError, match="sigmas"):
+        run_sweep("quick", sigmas=(-1,), store=store, progress=False)
+
+
+def test_tradeoff_tiny_real_case_and_cache(tmp_path):
+    store = ResultStore(tmp_path, profile="quick")
+    settings = [("none", None), ("z=1.1, C=1", {"name": "dpsgd", "clip": 1.0, "noise_multiplier": 1.1})]
+    summary, attacks = run_tradeoff("quick", settings=settings, n_images=1, iterations=3, epochs=1, store=store,
+                                    progress=False)
+    assert list(summary.setting) == ["none", "z=1.1, C=1"] and len(attacks) == 2
+    assert np.isnan(summary.train_epsilon[0]) and summary.train_epsilon[1] > 0 and summary.release_epsilon[1] > 0
+    assert 0 <= summary.accuracy[0] <= 1 and not summary.cached.any()
+    again = cached_training(store, None, epochs=1, batch_size=64, lr=0.1)
+    assert again["cached"] and again["accuracy"] == summary.accuracy[0]
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_committed_without_outputs_and_parameters_first(name):
+    nb = nbformat.read(NOTEBOOKS[name], as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", [])
+    for param in ("profile", "n_images", "iterations", "device", "data_root", "results_root"):
+        assert f"{param} = " in code[0].source
+    assert all(not c.outputs and c.execution_count is None for c in code)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params, check", [
+    ("fig11_14_noise_defense", dict(iterations=3, sweep_sigmas=[0, 10], sweep_images=1),
+     lambda s: [r["sigma"] for r in s["statements"]] == [0, 2, 4, 10] and len(s["sweep_summary"]) == 6),
+    ("defense_tradeoff", dict(iterations=3, n_images=1, epochs=1),
+     lambda s: len(s["settings"]) == 7 and any(r["train_epsilon"] for r in s["settings"])),
+])
+def test_notebook_executes(name, params, check, tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
+    out = tmp_path / "executed.ipynb"
+    pm.execute_notebook(str(NOTEBOOKS[name]), str(out), kernel_name="python3", cwd=str(REPO), progress_bar=False,
+                        parameters=dict(profile="quick", device="cpu", results_root=str(tmp_path / "results"), **params))
+    summary = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())
+    assert check(summary)
+    assert (tmp_path / "results" / "quick" / f"{name}.png").exists()
+    nb = nbformat.read(out, as_version=4)
+    used, glued = glue_keys(nb)
+    assert used and used <= glued, sorted(used - glued)
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
