@@ -71,7 +71,12 @@ def test_conclusions_directions_pvalues_and_robustness():
     assert rob["higher success rate"] == {"settings": 2, "holds": 1, "does_not_hold": 0, "tie": 1,
                                           "significant_holds": 0, "significant_does_not_hold": 0,
                                           "robust": False, "baseline": "not run"}
-    assert rob["all_robust"] is False
+    assert rob["all_robust"] is False and rob["verdict"] == "inconclusive at this scale"
+    eight = pd.DataFrame([{"setting": "s", "conclusion": c, "direction": S.HOLDS, "verdict_95": S.HOLDS}
+                          for c in S.CONCLUSIONS])
+    assert S.robustness(eight)["verdict"] == S.HOLDS and S.robustness(eight)["all_robust"]
+    eight.loc[0, ["direction", "verdict_95"]] = S.DOES_NOT_HOLD
+    assert S.robustness(eight)["verdict"] == S.DOES_NOT_HOLD
 
 
 def test_sign_test_and_direction():
@@ -183,7 +188,7 @@ def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "results" / "quick" / "sensitivity.json").read_text())
     assert summary["profile"]["iterations"] == 3 and summary["reduced_scale"] is True
     assert [s["name"] for s in summary["settings"]] == ["baseline", "lbfgs_fixed", "sorted"]
-    assert len(summary["conclusions"]) == 9 and set(summary["robustness"]) == set(S.CONCLUSIONS) | {"all_robust"}
+    assert len(summary["conclusions"]) == 9 and set(summary["robustness"]) == set(S.CONCLUSIONS) | {"all_robust", "verdict"}
     assert summary["store"]["computed"] == 2 + 2 + 1  # quick: MNIST only; sorted runs WDLG only
     for name in ("sensitivity.png", "sensitivity_settings.png", "sensitivity_threshold.png"):
         assert (tmp_path / "results" / "quick" / name).exists()

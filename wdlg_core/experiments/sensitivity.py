@@ -379,7 +379,11 @@ def robustness(concl: pd.DataFrame) -> dict:
         ``{conclusion: {"settings", "holds", "does_not_hold", "tie", "significant_holds",
         "significant_does_not_hold", "robust", "baseline"}}`` plus ``"all_robust"``:
         ``robust`` is True when the conclusion's direction is "holds" in every setting;
-        ``baseline`` is its direction under the baseline setting.
+        ``baseline`` is its direction under the baseline setting. ``"verdict"`` answers "are the
+        paper's conclusions robust to the open choices?" in the replication summary's words:
+        "holds" when every conclusion holds significantly (sign test) under every setting,
+        "does not hold" when some conclusion is significantly reversed under some setting, and
+        "inconclusive at this scale" otherwise.
     """
     out = {}
     for c in CONCLUSIONS:
@@ -394,6 +398,9 @@ def robustness(concl: pd.DataFrame) -> dict:
             "baseline": str(base.iloc[0]) if len(base) else "not run",
         }
     out["all_robust"] = bool(all(out[c]["robust"] for c in CONCLUSIONS))
+    any_against = any(out[c]["significant_does_not_hold"] for c in CONCLUSIONS)
+    all_for = all(out[c]["significant_holds"] == out[c]["settings"] > 0 for c in CONCLUSIONS)
+    out["verdict"] = (HOLDS if all_for else DOES_NOT_HOLD if any_against else "inconclusive at this scale")
     return out
 
 
