@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import pytest
 
 from wdlg_core import paper
@@ -79,14 +80,42 @@ def test_format_helpers():
 def test_missing_folder_gives_not_run_rows_for_every_claim(tmp_path):
     table = sm.collect_claims(tmp_path / "nowhere")
     assert list(table.columns) == sm.COLUMNS
-    assert set(table["verdict"]) == {sm.NOT_RUN, sm.NOT_MEASURED}
-    assert set(table.loc[table.verdict == sm.NOT_RUN, "page"]) == set(sm.PAGES)
+    assert set(table["verdict"]) == {sm.NOT_RUN}
+    assert set(table["page"]) == set(sm.PAGES)
     # the paper's side is filled in even when nothing ran, from wdlg_core.paper
     t2 = table[(table.page == "tab02_success_time") & (table.setting == "MNIST") & (table.group == "success rate")]
     assert t2["paper_a"].item() == paper.TABLE2["mnist"]["wdlg"]["success"]
-    noise = table[table.verdict == sm.NOT_MEASURED]
+    noise = table[table.page == "fig11_14_noise_defense"]
     assert list(noise["paper"]) == list(paper.NOISE_DEFENSE.values())
-    assert sm.verdict_counts(table)[sm.NOT_MEASURED] == len(paper.NOISE_DEFENSE)
+    t3 = table[table.page == "tab03_method_comparison"]
+    assert len(t3) == len(sm.TABLE3_CLAIMS) * len(sm.TABLE3_CASES)
+    assert t3["paper_a"].iloc[0] == paper.TABLE3["wdlg"][("lenet", "mnist")][0]
+
+
+def test_noise_table3_and_architecture_rows_read_their_pages():
+    noise = {"null": {"threshold": 0.18}, "statements": [
+        {"sigma": 0.0, "ssim": 0.9, "psnr": 40.0, "success_rate": 1.0, "attacks": 2, "level": "full", "verdict": "reference"},
+        {"sigma": 2.0, "ssim": 0.3, "psnr": 15.0, "success_rate": 0.0, "attacks": 2, "level": "partial", "verdict": "holds"},
+        {"sigma": 4.0, "ssim": 0.25, "psnr": 12.0, "success_rate": 0.0, "attacks": 2, "level": "partial",
+         "verdict": "does not hold"}]}
+    rows = pd.DataFrame(sm.noise_rows(noise)).set_index("setting")
+    assert list(rows["verdict"]) == [sm.HOLDS, sm.NOT_HOLDS, sm.NOT_RUN]  # sigma 10 missing
+    assert rows["b"].iloc[0] == 0.9 and "SSIM 0.3" in rows["ours"].iloc[0]
+
+    entry = {"mse_mean": 1e-3, "mse_low": 5e-4, "mse_high": 2e-3, "attacks": 4}
+    t3 = {"table3": {"wdlg": {"lenet/mnist": entry}, "dlg": {"lenet/mnist": {**entry, "mse_mean": 0.1}}},
+          "claims": [{"claim": "WDLG beats DLG", "model": "lenet", "dataset": "mnist", "verdict": "holds"}]}
+    rows = pd.DataFrame(sm.method_comparison_rows(t3))
+    done = rows[rows.verdict != sm.NOT_RUN]
+    assert len(done) == 1 and done["verdict"].item() == sm.HOLDS
+    assert done["a"].item() == 1e-3 and done["b"].item() == 0.1 and "4 images" in done["note"].item()
+
+    from wdlg_core.experiments.architectures import SEED002_CLAIMS
+    key = next(iter(SEED002_CLAIMS))
+    arch = {"claims": [{"claim": key, "verdict": "partly", "ours": "x", "value": 3.0, "at_iteration": 40}]}
+    rows = pd.DataFrame(sm.architecture_rows(arch))
+    assert list(rows["verdict"]) == [sm.INCONCLUSIVE] + [sm.NOT_RUN] * (len(SEED002_CLAIMS) - 1)
+    assert "partly" in rows["note"].iloc[0]
 
 
 def test_present_and_missing_files(tmp_path):
@@ -154,7 +183,7 @@ def test_summary_notebook_executes(tmp_path, monkeypatch):
     used, glued = glue_keys(nb)
     assert used and used <= glued
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    assert sm.NOT_MEASURED in html and sm.NOT_RUN in html
+    assert sm.NOT_RUN in html
 
 
 def test_notebook_committed_without_outputs_and_parameters_first():
