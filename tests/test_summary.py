@@ -193,3 +193,16 @@ def test_notebook_committed_without_outputs_and_parameters_first():
     for name in ("profile", "device", "results_root"):
         assert f"{name} = " in code[0].source
     assert all(not c.outputs and c.execution_count is None for c in code)
+
+
+def test_sensitivity_rows_follow_the_significant_counts():
+    rob = {"higher success rate": {"settings": 6, "holds": 6, "does_not_hold": 0, "tie": 0, "significant_holds": 6,
+                                   "significant_does_not_hold": 0},
+           "lower final MSE": {"settings": 6, "holds": 3, "does_not_hold": 2, "tie": 1, "significant_holds": 1,
+                               "significant_does_not_hold": 1},
+           "fewer iterations to success": {"settings": 6, "holds": 4, "does_not_hold": 1, "tie": 1,
+                                           "significant_holds": 2, "significant_does_not_hold": 0}}
+    rows = pd.DataFrame(sm.sensitivity_rows({"robustness": rob}))
+    assert list(rows["verdict"]) == [sm.HOLDS, sm.NOT_HOLDS, sm.INCONCLUSIVE]
+    assert "3 of 6 settings" in rows["ours"].iloc[1]
+    assert set(pd.DataFrame(sm.sensitivity_rows(None))["verdict"]) == {sm.NOT_RUN}
