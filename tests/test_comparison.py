@@ -78,6 +78,7 @@ def test_run_comparison_tiny_real_case(tmp_path):
     assert set(zip(t.model, t.dataset)) == set(CASES)
     assert (t[t.method == "rgap"]["mse"] < 1e-6).all()  # R-GAP near-exact on every case
     assert run.originals[("cnn6", "mnist")].shape == (1, 3, 32, 32)
+    assert run.iterations == {"lenet": 2, "cnn6": 2} and run.iterations_text == "2"
     computed = store.computed
     again = run_comparison("quick", n_images=1, iterations=2, methods=("dlg", "rgap"), store=store, progress=False)
     assert store.computed == computed and store.loaded == 8
@@ -107,7 +108,7 @@ def test_tab03_notebook_executes(tmp_path, monkeypatch):
                         parameters=dict(profile="quick", n_images=1, iterations=2, device="cpu",
                                         methods=["dlg", "wdlg", "rgap"], results_root=str(tmp_path / "results")))
     summary = json.loads((tmp_path / "results" / "quick" / "tab03_method_comparison.json").read_text())
-    assert summary["scale"] == {"n_images": 1, "iterations": 2, "methods": ["dlg", "wdlg", "rgap"]}
+    assert summary["scale"] == {"n_images": 1, "iterations": {"lenet": 2, "cnn6": 2}, "methods": ["dlg", "wdlg", "rgap"]}
     assert len(summary["attacks"]) == 12 and set(summary["table3"]) == {"dlg", "wdlg", "rgap"}
     assert summary["table3"]["rgap"]["cnn6/cifar10"]["mse_mean"] < 1e-6
     assert {c["claim"] for c in summary["claims"]} == {"WDLG beats DLG", "WDLG beats R-GAP"}

@@ -49,8 +49,10 @@ LABELS = {"dlg": "DLG", "wdlg": "WDLG", "rgap": "R-GAP", "rgap_binary": "R-GAP (
 CASE_LABELS = {c: f"{'LeNet' if c[0] == 'lenet' else 'CNN6'} + {'MNIST' if c[1] == 'mnist' else 'CIFAR-10'}"
                for c in CASES}
 #: Quick-profile scale of this page (the CPU budget of the whole book): images per case and
-#: iterations of the optimisation attacks. The paper profile takes both from the profile.
-QUICK = {"n_images": 2, "iterations": 100}
+#: iterations of the optimisation attacks per model (None: the profile's). CNN6 costs about
+#: six times LeNet per iteration on a CPU, so it gets a smaller budget in the quick profile.
+#: The paper profile takes both from the profile.
+QUICK = {"n_images": 3, "iterations": {"lenet": None, "cnn6": 100}}
 
 
 def prepare_images(images, model: str):
@@ -99,7 +101,8 @@ class Comparison:
         originals: (model, dataset) -> (N, C, H, W) images as the model takes them.
         reconstructions: (model, dataset, method) -> (N, C, H, W) final reconstructions.
         rgap_layers: (model, dataset, index) -> R-GAP's per-layer reports (rank, residual...).
-        profile: the effective profile; n_images, iterations: this page's scale.
+        profile: the effective profile; n_images: this page's scale; iterations: model ->
+            iterations of the optimisation attacks (see :attr:`iterations_text`).
         methods: the methods run (the optional ones only when available).
     """
 
@@ -109,8 +112,16 @@ class Comparison:
     rgap_layers: dict
     profile: Profile
     n_images: int
-    iterations: int
+    iterations: dict
     methods: tuple = field(default_factory=tuple)
+
+    @property
+    def iterations_text(self) -> str:
+        """``"448"`` when every model ran the same budget, else ``"1500 (LeNet), 200 (CNN6)"``."""
+        values = set(self.iterations.values())
+        if len(values) == 1:
+            return str(values.pop())
+        return ", ".join(f"{its} ({'LeNet' if m == 'lenet' else 'CNN6'})" for m, its in self.iterations.items())
 
 
 def available_methods() -> tuple[str, ...]:
@@ -172,7 +183,10 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
     p = get_profile(profile, device=device)
     quick = p.name == "quick"
     n_images = int(n_images or (QUICK["n_images"] if quick else p.n_images))
-    iterations = int(iterations or (QUICK["iterations"] if quick else p.iterations))
+    if iterations:
+        per_model = {m: int(iterations) for m, _ in CASES}
+    else:
+        per_model = {m: int((QUICK["iterations"].get(m) if quick else None) or p.iterations) for m, _ in CASES}
     avail = available_methods()
     methods = tuple(methods or avail)
     bad = [m for m in methods if m not in avail]
@@ -196,7 +210,7 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
                         images_sha256=images_fingerprint(images[i:i + 1]))
             cases[(model, ds, i)] = (case, images[i:i + 1], labels[i:i + 1])
             for m in opt:
-                jobs.append(Job(attack_config(p, m, iterations), case, images[i:i + 1], labels[i:i + 1]))
+                jobs.append(Job(attack_config(p, m, per_model[model]), case, images[i:i + 1], labels[i:i + 1]))
                 meta.append((model, ds, m, i, int(labels[i])))
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="Table 3") if jobs else []
 
@@ -209,7 +223,7 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
         recs.setdefault((model, ds, method), []).append(res.reconstruction[0])
 
     for (model, ds, m, i, label), job, res in zip(meta, jobs, results):
-        add(model, ds, m, i, label, res, store.key(job.config, job.case), iterations)
+        add(model, ds, m, i, label, res, store.key(job.config, job.case), per_model[model])
 
     torch_threads = torch.get_num_threads()
     for method in [m for m in methods if m in ("rgap", "rgap_binary")]:
@@ -227,7 +241,7 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
     torch.set_num_threads(torch_threads)
     table = pd.DataFrame(rows)
     reconstructions = {k: np.stack(v) for k, v in recs.items()}
-    return Comparison(table, originals, reconstructions, layers, p, n_images, iterations, methods)
+    return Comparison(table, originals, reconstructions, layers, p, n_images, per_model, methods)
 
 
 def summarize(table: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,17 @@ def mnist_split(seed: int = SPLIT_SEED, train_size: int = TRAIN_SIZE):
     return x[tr], y[tr], x[te], y[te]
 
 
-def train_with_defense(defense: dict | None, epochs: int = 4, batch_size: int = 64, lr: float = 0.1,
+def train_with_defense(*args, **kwargs) -> dict:
+    """:func:`_train_with_defense` without two known, benign opacus warnings: its
+    non-cryptographic RNG (fine for experiments, where the noise must be seeded to be
+    reproducible) and its backward hook firing on inputs that need no gradient."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Full backward hook is firing", category=UserWarning)
+        return _train_with_defense(*args, **kwargs)
+
+
+def _train_with_defense(defense: dict | None, epochs: int = 4, batch_size: int = 64, lr: float = 0.1,
                        seed: int = 0, model_seed: int = 0) -> dict:
     """Train DLG's LeNet on the bundled MNIST split with ``defense`` on every SGD step.
 
