@@ -94,3 +94,46 @@ def test_runner_reports_failing_notebook_and_cell(tmp_path, monkeypatch):
     assert "raise ValueError" in by["bad"].cell  # the failing cell is named
     assert by["quiet"].status == "no results" and "quiet.json" in by["quiet"].error
     assert "broken on purpose" in format_table(runs)
+
+
+def test_every_manifest_notebook_is_clean_parameterized_and_in_the_book():
+    import yaml
+
+    from wdlg_core.runner import load_manifest
+
+    toc = (REPO / "book" / "_toc.yml").read_text()
+    toc_files = {line.split("notebooks/", 1)[1].strip() for line in toc.splitlines() if "file: notebooks/" in line}
+    specs = load_manifest()
+    assert {s.name for s in specs} == toc_files
+    assert sum(bool(getattr(s, "final", False)) for s in specs) == 1 and specs[-1].name == "replication_summary"
+    assert len(yaml.safe_load((REPO / "notebooks" / "manifest.yml").read_text())["notebooks"]) == len(specs)
+    for s in specs:
+        nb = nbformat.read(s.path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert "parameters" in code[0].metadata.get("tags", []), s.name
+        assert "profile = " in code[0].source and "results_root = " in code[0].source, s.name
+        assert all(not c.outputs and c.execution_count is None for c in code), s.name
+
+
+@pytest.mark.slow
+def test_cnn6_gallery_notebook_reads_the_lenet_page(tmp_path, monkeypatch):
+    import papermill as pm
+
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
+    folder = tmp_path / "results" / "quick"
+    folder.mkdir(parents=True)
+    lenet = {"profile": {"iterations": 1500}, "per_dataset": [
+        {"dataset": "mnist", "method": m, "psnr": 40.0, "success_rate": 1.0} for m in ("dlg", "wdlg")]}
+    (folder / "fig03_inversion_gallery.json").write_text(json.dumps(lenet))
+    out = tmp_path / "executed.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "fig04_inversion_gallery_cnn6.ipynb"), str(out),
+                        parameters=dict(profile="quick", datasets=["mnist"], n_images=1, iterations=3, device="cpu",
+                                        results_root=str(tmp_path / "results")),
+                        cwd=str(REPO), kernel_name="python3", progress_bar=False)
+    summary = json.loads((folder / "fig04_inversion_gallery_cnn6.json").read_text())
+    assert summary["profile"]["model"] == "cnn6" and summary["profile"]["iterations"] == 3
+    assert len(summary["attacks"]) == 2 and {r["psnr_lenet"] for r in summary["beside_lenet"]} == {40.0}
+    nb = nbformat.read(out, as_version=4)
+    used, glued = glue_keys(nb)
+    assert used and used <= glued
