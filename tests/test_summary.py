@@ -206,3 +206,15 @@ def test_sensitivity_rows_follow_the_significant_counts():
     assert list(rows["verdict"]) == [sm.HOLDS, sm.NOT_HOLDS, sm.INCONCLUSIVE]
     assert "3 of 6 settings" in rows["ours"].iloc[1]
     assert set(pd.DataFrame(sm.sensitivity_rows(None))["verdict"]) == {sm.NOT_RUN}
+
+
+def test_gallery_failure_within_a_smaller_budget_is_inconclusive():
+    def doc(iterations):
+        return {"profile": {"iterations": iterations}, "success_threshold_mse": 1e-3, "per_dataset": [
+            {"dataset": "mnist", "method": "wdlg", "success_rate": 0.0, "images": 1, "psnr": 10.0}]}
+    short = pd.DataFrame(sm.gallery_rows(doc(200), "fig04_inversion_gallery_cnn6", "CNN6"))
+    long = pd.DataFrame(sm.gallery_rows(doc(1500)))
+    assert short.loc[short.setting == "MNIST", "verdict"].item() == sm.INCONCLUSIVE
+    assert "below the paper's 448" in short.loc[short.setting == "MNIST", "note"].item()
+    assert long.loc[long.setting == "MNIST", "verdict"].item() == sm.NOT_HOLDS
+    assert "(CNN6)" in short["claim"].iloc[0] and short["paper_ref"].iloc[0] == "Figure 4"
