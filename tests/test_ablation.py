@@ -2,17 +2,15 @@
 step-by-step ordering, a tiny real run, and the notebook executed end to end."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
 from wdlg_core.experiments.ablation import VARIANTS, ordering, run_ablation, summarize_ablation
 from wdlg_core.paper import TABLE5
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "tab05_ablation.ipynb"
@@ -78,31 +76,20 @@ def test_run_ablation_tiny_real_case(tmp_path):
 
 
 def test_committed_without_outputs_and_parameters_first():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("profile", "n_images", "iterations", "seed", "device", "data_root", "results_root"):
-        assert f"{name} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOK, ("profile", "n_images", "iterations", "seed", "device", "data_root",
+                                              "results_root"))
 
 
 @pytest.mark.slow
 def test_tab05_notebook_executes(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(REPO), progress_bar=False,
-                        parameters=dict(profile="quick", n_images=2, iterations=5, device="cpu",
-                                        results_root=str(tmp_path / "results")))
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", n_images=2, iterations=5, device="cpu",
+                          results_root=str(tmp_path / "results"))
     summary = json.loads((tmp_path / "results" / "quick" / "tab05_ablation.json").read_text())
     assert summary["profile"]["iterations"] == 5 and len(summary["attacks"]) == 6
     assert [r["variant"] for r in summary["summary"]] == list(VARIANTS)
     assert len(summary["ordering"]) == 8 and summary["store"]["computed"] == 6
     assert (tmp_path / "results" / "quick" / "tab05_ablation.png").exists()
 
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

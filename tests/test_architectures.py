@@ -2,10 +2,8 @@
 study's settings and claim verdicts on known inputs, a tiny real run, and the notebook."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,7 +17,7 @@ from wdlg_core.gradients import parameter_gradient
 from wdlg_core.matching import vmap_gradients
 from wdlg_core.models import build_model
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "architectures.ipynb"
@@ -140,25 +138,14 @@ def test_tiny_real_run_and_store_reuse(tmp_path):
 
 
 def test_committed_without_outputs_and_parameters_first():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("profile", "archs", "methods", "n_images", "iterations", "sizes", "seed", "device", "data_root",
-                 "results_root"):
-        assert f"{name} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOK, ("profile", "archs", "methods", "n_images", "iterations", "sizes", "seed",
+                                              "device", "data_root", "results_root"))
 
 
 @pytest.mark.slow
 def test_architectures_notebook_executes(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(REPO), progress_bar=False,
-                        parameters=dict(profile="quick", archs=["lenet", "resnet18"], iterations=3,
-                                        sizes={"resnet18": 48}, device="cpu", results_root=str(tmp_path / "results")))
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", archs=["lenet", "resnet18"], iterations=3,
+                          sizes={"resnet18": 48}, device="cpu", results_root=str(tmp_path / "results"))
     summary = json.loads((tmp_path / "results" / "quick" / "architectures.json").read_text())
     assert summary["settings"]["iterations"] == {"lenet": 3, "resnet18": 3}
     assert len(summary["attacks"]) == 4 and summary["store"]["computed"] == 4
@@ -166,7 +153,6 @@ def test_architectures_notebook_executes(tmp_path, monkeypatch):
     assert set(summary["curves"]) == {"lenet/dlg", "lenet/idlg", "lenet/wdlg", "resnet18/dlg"}
     assert (tmp_path / "results" / "quick" / "architectures.png").exists()
 
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -2,10 +2,8 @@
 real sweep through the store, and the two notebooks executed end to end with tiny parameters."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,7 +13,7 @@ from wdlg_core.experiments.batches import (comparisons, distinct_label_batches, 
 from wdlg_core.metrics import mse as image_mse
 from wdlg_core.paper import TABLE4
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 #: labels of the first 20 bundled CIFAR-10 test images (foolbox)
@@ -131,8 +129,7 @@ def test_sweep_rejects_bad_arguments():
 
 # --- notebooks -----------------------------------------------------------------------------
 
-def _glue_keys_ok(out):
-    nb = nbformat.read(out, as_version=4)
+def _glue_keys_ok(nb):
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -143,24 +140,14 @@ def _glue_keys_ok(out):
     ("fig08_10_recovery", ("n_batches", "iterations", "snapshots", "seed")),
 ])
 def test_committed_without_outputs_and_parameters_first(name, knobs):
-    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for knob in ("profile", "device", "data_root", "results_root") + knobs:
-        assert f"{knob} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(REPO / "notebooks" / f"{name}.ipynb",
+                                   ("profile", "device", "data_root", "results_root") + knobs)
 
 
 def _execute(name, tmp_path, monkeypatch, **params):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out), kernel_name="python3", cwd=str(REPO),
-                        parameters=dict(profile="quick", device="cpu", results_root=str(tmp_path / "results"), **params),
-                        progress_bar=False)
-    _glue_keys_ok(out)
+    nb = execute_notebook(REPO / "notebooks" / f"{name}.ipynb", tmp_path, monkeypatch, profile="quick", device="cpu",
+                          results_root=str(tmp_path / "results"), **params)
+    _glue_keys_ok(nb)
     return json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())
 
 

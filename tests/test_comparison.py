@@ -2,10 +2,8 @@
 known inputs, a tiny real run through the store, and the notebook executed end to end."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 import torch
@@ -14,7 +12,7 @@ from wdlg_core.experiments.comparison import (CASES, METHODS, available_methods,
                                                display_table, prepare_images, run_comparison, summarize)
 from wdlg_core.paper import TABLE3
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "tab03_method_comparison.ipynb"
@@ -89,24 +87,14 @@ def test_run_comparison_tiny_real_case(tmp_path):
 
 
 def test_committed_without_outputs_and_parameters_first():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("profile", "n_images", "iterations", "methods", "seed", "device", "data_root", "results_root"):
-        assert f"{name} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOK, ("profile", "n_images", "iterations", "methods", "seed", "device",
+                                              "data_root", "results_root"))
 
 
 @pytest.mark.slow
 def test_tab03_notebook_executes(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(REPO), progress_bar=False,
-                        parameters=dict(profile="quick", n_images=1, iterations=2, device="cpu",
-                                        methods=["dlg", "wdlg", "rgap"], results_root=str(tmp_path / "results")))
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", n_images=1, iterations=2, device="cpu",
+                          methods=["dlg", "wdlg", "rgap"], results_root=str(tmp_path / "results"))
     summary = json.loads((tmp_path / "results" / "quick" / "tab03_method_comparison.json").read_text())
     assert summary["scale"] == {"n_images": 1, "iterations": {"lenet": 2, "cnn6": 2}, "methods": ["dlg", "wdlg", "rgap"]}
     assert len(summary["attacks"]) == 12 and set(summary["table3"]) == {"dlg", "wdlg", "rgap"}
@@ -115,7 +103,6 @@ def test_tab03_notebook_executes(tmp_path, monkeypatch):
     assert all(v["summary"]["rank_index"] == 0 for v in summary["rank_analysis"].values())
     assert (tmp_path / "results" / "quick" / "tab03_method_comparison.png").exists()
 
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

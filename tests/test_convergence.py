@@ -2,17 +2,15 @@
 attacks through the store, and papermill runs of the three notebooks with tiny parameters."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 import torch
 
 from wdlg_core.experiments import convergence as cv
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: REPO / "notebooks" / f"{name}.ipynb"
@@ -164,23 +162,13 @@ def test_bad_arguments_raise():
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_committed_without_outputs_and_parameters_first(name):
-    nb = nbformat.read(NOTEBOOKS[name], as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for param in ("profile", "device", "data_root", "results_root", "n_images", "seed"):
-        assert f"{param} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOKS[name], ("profile", "device", "data_root", "results_root", "n_images",
+                                                     "seed"))
 
 
 def _execute(name, tmp_path, monkeypatch, params):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / f"{name}.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS[name]), str(out), parameters=dict(params, results_root=str(tmp_path / "results")),
-                        cwd=str(REPO), kernel_name="python3", progress_bar=False)
-    nb = nbformat.read(out, as_version=4)
+    nb = execute_notebook(NOTEBOOKS[name], tmp_path, monkeypatch,
+                          **dict(params, results_root=str(tmp_path / "results")))
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

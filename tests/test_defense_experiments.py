@@ -2,10 +2,8 @@
 inputs, cached training, a tiny real run, and both notebooks committed clean (executed end to
 end in the slow tests)."""
 import json
-import os
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,7 +12,7 @@ from wdlg_core.experiments.defense_tradeoff import cached_training, run_tradeoff
 from wdlg_core.experiments.noise_defense import (check_statements, leakage_level, leakage_null, run_sweep,
                                                  summarize_sweep)
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {"fig11_14_noise_defense": REPO / "notebooks" / "fig11_14_noise_defense.ipynb",
@@ -86,12 +84,8 @@ def test_tradeoff_tiny_real_case_and_cache(tmp_path):
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_committed_without_outputs_and_parameters_first(name):
-    nb = nbformat.read(NOTEBOOKS[name], as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for param in ("profile", "n_images", "iterations", "device", "data_root", "results_root"):
-        assert f"{param} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOKS[name], ("profile", "n_images", "iterations", "device", "data_root",
+                                                     "results_root"))
 
 
 @pytest.mark.slow
@@ -102,17 +96,11 @@ def test_committed_without_outputs_and_parameters_first(name):
      lambda s: len(s["settings"]) == 7 and any(r["train_epsilon"] for r in s["settings"])),
 ])
 def test_notebook_executes(name, params, check, tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS[name]), str(out), kernel_name="python3", cwd=str(REPO), progress_bar=False,
-                        parameters=dict(profile="quick", device="cpu", results_root=str(tmp_path / "results"), **params))
+    nb = execute_notebook(NOTEBOOKS[name], tmp_path, monkeypatch, profile="quick", device="cpu",
+                          results_root=str(tmp_path / "results"), **params)
     summary = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())
     assert check(summary)
     assert (tmp_path / "results" / "quick" / f"{name}.png").exists()
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

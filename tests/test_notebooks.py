@@ -4,37 +4,25 @@ Slow-ish (a Jupyter kernel start plus a few short attacks, well under a minute),
 the default test run: it is the only test that executes a notebook end to end.
 """
 import json
-import os
 from pathlib import Path
 
 import nbformat
 import pytest
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "fig03_inversion_gallery.ipynb"
 
 
 def test_committed_without_outputs_and_parameters_first():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("profile", "datasets", "model", "methods", "n_images", "iterations", "seed", "device"):
-        assert f"{name} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOK, ("profile", "datasets", "model", "methods", "n_images", "iterations",
+                                              "seed", "device"))
 
 
 @pytest.mark.slow
 def test_gallery_notebook_executes(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    params = dict(profile="quick", datasets=["mnist", "svhn"], n_images=1, iterations=5, device="cpu",
-                  results_root=str(tmp_path / "results"))
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), parameters=params, cwd=str(REPO), kernel_name="python3",
-                        progress_bar=False)
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", datasets=["mnist", "svhn"], n_images=1,
+                          iterations=5, device="cpu", results_root=str(tmp_path / "results"))
 
     summary = json.loads((tmp_path / "results" / "quick" / "fig03_inversion_gallery.json").read_text())
     assert summary["profile"]["iterations"] == 5 and summary["profile"]["datasets"] == ["mnist", "svhn"]
@@ -46,7 +34,6 @@ def test_gallery_notebook_executes(tmp_path, monkeypatch):
     assert (tmp_path / "results" / "quick" / "fig03_inversion_gallery.png").exists()
 
     # every glue key used in the markdown was glued, and the figure was drawn
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -108,32 +95,21 @@ def test_every_manifest_notebook_is_clean_parameterized_and_in_the_book():
     assert sum(bool(getattr(s, "final", False)) for s in specs) == 1 and specs[-1].name == "replication_summary"
     assert len(yaml.safe_load((REPO / "notebooks" / "manifest.yml").read_text())["notebooks"]) == len(specs)
     for s in specs:
-        nb = nbformat.read(s.path, as_version=4)
-        code = [c for c in nb.cells if c.cell_type == "code"]
-        assert "parameters" in code[0].metadata.get("tags", []), s.name
-        assert "profile = " in code[0].source and "results_root = " in code[0].source, s.name
-        assert all(not c.outputs and c.execution_count is None for c in code), s.name
+        assert_clean_and_parameterized(s.path, ("profile", "results_root"))
 
 
 @pytest.mark.slow
 def test_cnn6_gallery_notebook_reads_the_lenet_page(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
     folder = tmp_path / "results" / "quick"
     folder.mkdir(parents=True)
     lenet = {"profile": {"iterations": 1500}, "per_dataset": [
         {"dataset": "mnist", "method": m, "psnr": 40.0, "success_rate": 1.0} for m in ("dlg", "wdlg")]}
     (folder / "fig03_inversion_gallery.json").write_text(json.dumps(lenet))
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(REPO / "notebooks" / "fig04_inversion_gallery_cnn6.ipynb"), str(out),
-                        parameters=dict(profile="quick", datasets=["mnist"], n_images=1, iterations=3, device="cpu",
-                                        results_root=str(tmp_path / "results")),
-                        cwd=str(REPO), kernel_name="python3", progress_bar=False)
+    nb = execute_notebook(REPO / "notebooks" / "fig04_inversion_gallery_cnn6.ipynb", tmp_path, monkeypatch,
+                          profile="quick", datasets=["mnist"], n_images=1, iterations=3, device="cpu",
+                          results_root=str(tmp_path / "results"))
     summary = json.loads((folder / "fig04_inversion_gallery_cnn6.json").read_text())
     assert summary["profile"]["model"] == "cnn6" and summary["profile"]["iterations"] == 3
     assert len(summary["attacks"]) == 2 and {r["psnr_lenet"] for r in summary["beside_lenet"]} == {40.0}
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued

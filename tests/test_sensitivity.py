@@ -3,17 +3,15 @@ threshold sweep, the paper-implied threshold bounds, a tiny real run (with the s
 Table 2's attacks), and the notebook executed end to end."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
 from wdlg_core.experiments import sensitivity as S
 from wdlg_core.experiments.success import run_success
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "sensitivity.ipynb"
@@ -166,25 +164,14 @@ def test_paper_profile_runs_every_setting(tmp_path):
 
 
 def test_committed_without_outputs_and_parameters_first():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("profile", "settings", "datasets", "n_images", "iterations", "seed", "device", "data_root",
-                 "results_root"):
-        assert f"{name} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOK, ("profile", "settings", "datasets", "n_images", "iterations", "seed",
+                                              "device", "data_root", "results_root"))
 
 
 @pytest.mark.slow
 def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), kernel_name="python3", cwd=str(REPO), progress_bar=False,
-                        parameters=dict(profile="quick", n_images=1, iterations=3, device="cpu",
-                                        settings=["lbfgs_fixed", "sorted"], results_root=str(tmp_path / "results")))
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", n_images=1, iterations=3, device="cpu",
+                          settings=["lbfgs_fixed", "sorted"], results_root=str(tmp_path / "results"))
     summary = json.loads((tmp_path / "results" / "quick" / "sensitivity.json").read_text())
     assert summary["profile"]["iterations"] == 3 and summary["reduced_scale"] is True
     assert [s["name"] for s in summary["settings"]] == ["baseline", "lbfgs_fixed", "sorted"]
@@ -193,7 +180,6 @@ def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
     for name in ("sensitivity.png", "sensitivity_settings.png", "sensitivity_threshold.png"):
         assert (tmp_path / "results" / "quick" / name).exists()
 
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs) >= 3

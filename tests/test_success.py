@@ -2,10 +2,8 @@
 through the results store, the settings tables, and papermill runs of both notebooks."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,7 +15,7 @@ from wdlg_core.experiments.success import (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, b
 from wdlg_core.paper import TABLE2
 from wdlg_core.profiles import get_profile
 from wdlg_core.store import ResultStore
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = {name: REPO / "notebooks" / f"{name}.ipynb" for name in ("tab01_settings", "tab02_success_time")}
@@ -169,23 +167,13 @@ def test_settings_tables():
 # --- notebooks --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", list(NOTEBOOKS))
 def test_committed_without_outputs_and_parameters_first(name):
-    nb = nbformat.read(NOTEBOOKS[name], as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for param in ("profile", "device", "data_root", "results_root", "n_images", "iterations"):
-        assert f"{param} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOKS[name], ("profile", "device", "data_root", "results_root", "n_images",
+                                                     "iterations"))
 
 
 def _execute(name, tmp_path, monkeypatch, **params):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-    monkeypatch.setenv("WDLG_TORCH_THREADS", "1")
-    out = tmp_path / f"{name}.ipynb"
-    pm.execute_notebook(str(NOTEBOOKS[name]), str(out), cwd=str(REPO), kernel_name="python3", progress_bar=False,
-                        parameters=dict(profile="quick", device="cpu", results_root=str(tmp_path / "results"), **params))
-    nb = nbformat.read(out, as_version=4)
+    nb = execute_notebook(NOTEBOOKS[name], tmp_path, monkeypatch, profile="quick", device="cpu",
+                          results_root=str(tmp_path / "results"), **params)
     used, glued = glue_keys(nb)
     assert used and used <= glued  # every glue key used in the markdown was glued
     summary = json.loads((tmp_path / "results" / "quick" / f"{name}.json").read_text())

@@ -2,16 +2,14 @@
 mapping, and one papermill execution of the summary notebook on a fake results folder."""
 import json
 import math
-import os
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
 
 from wdlg_core import paper
 from wdlg_core.experiments import summary as sm
-from notebook_checks import glue_keys
+from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK = REPO / "notebooks" / "replication_summary.ipynb"
@@ -161,15 +159,10 @@ def test_present_and_missing_files(tmp_path):
 
 @pytest.mark.slow
 def test_summary_notebook_executes(tmp_path, monkeypatch):
-    import papermill as pm
-
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     root = tmp_path / "results"
     _write(root / "quick", {"tab02_success_time": _tab02(), "fig05_loss_curves": _fig05(),
                             "fig07_first_loss": _fig07()})
-    out = tmp_path / "executed.ipynb"
-    pm.execute_notebook(str(NOTEBOOK), str(out), parameters=dict(profile="quick", results_root=str(root)),
-                        cwd=str(REPO), kernel_name="python3", progress_bar=False)
+    nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", results_root=str(root))
 
     written = json.loads((root / "quick" / "replication_summary.json").read_text())
     expected = sm.collect_claims(root / "quick")
@@ -179,7 +172,6 @@ def test_summary_notebook_executes(tmp_path, monkeypatch):
     written_pages = {"tab02_success_time", "fig05_loss_curves", "fig07_first_loss"}
     assert {p["page"] for p in written["pages"] if p["results file"] == "not run"} == set(sm.PAGES) - written_pages
 
-    nb = nbformat.read(out, as_version=4)
     used, glued = glue_keys(nb)
     assert used and used <= glued
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -187,12 +179,7 @@ def test_summary_notebook_executes(tmp_path, monkeypatch):
 
 
 def test_notebook_committed_without_outputs_and_parameters_first():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "parameters" in code[0].metadata.get("tags", [])
-    for name in ("profile", "device", "results_root"):
-        assert f"{name} = " in code[0].source
-    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert_clean_and_parameterized(NOTEBOOK, ("profile", "device", "results_root"))
 
 
 def test_sensitivity_rows_follow_the_significant_counts():
