@@ -15,8 +15,9 @@ ordinary backward would sum it over the N attacks). Two ways are implemented:
   LeakyReLU / Flatten layers: LeNet and CNN6). The inner backward is written out with
   ordinary differentiable tensor ops, the per-attack weight gradients as batched matmuls
   (a linear layer: sum_b delta_b a_b^T; a convolution: the same on unfolded input patches,
-  the formulation of opacus' grad samplers), so autograd can differentiate the whole thing
-  a second time w.r.t. x, and every op works on all N*B images at once.
+  the formulation of opacus' grad samplers, with a hand-written backward made of grouped
+  convolutions, one group per attack), so autograd can differentiate the whole thing a
+  second time w.r.t. x, and every op works on all N*B images at once.
 * ``"vmap"`` (any model): ``torch.func.vmap`` over ``torch.func.grad`` of the training loss
   with the parameters shared (``functional_call``).
 
@@ -43,39 +44,58 @@ def layer_sequence(model: nn.Module) -> list[nn.Module] | None:
     if layers is None or not all(isinstance(m, _SEQUENTIAL_OK) for m in layers):
         return None
     for m in layers:
-        if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str)):
+        if isinstance(m, nn.Conv2d) and (m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str)
+                                         or tuple(m.dilation) != (1, 1)):
             return None
     return layers
 
 
-class _Unfold(torch.autograd.Function):
-    """``F.unfold`` (dilation 1) with a faster forward: a strided view copied once.
+class _PerAttackConvWeightGrad(torch.autograd.Function):
+    """Per-attack weight gradient of a convolution, dW_n = sum over attack n's images of
+    delta_b (*) a_b: (N*B, C, H, W), (N*B, O, H', W') -> (N, O, C, k, k). Dilation 1, no groups.
 
-    Same values as ``F.unfold``; the backward is ``F.fold`` (col2im). Only first derivatives
-    are needed here: the explicit inner backward is built from forward ops, and autograd
-    differentiates the whole computation once.
+    Forward: the input patches as a strided view copied once, then one batched matmul per
+    image (the formulation of opacus' grad samplers). Backward (what the attack's gradient
+    w.r.t. the dummy data needs): both input gradients are convolutions whose weights differ
+    per attack, computed as *grouped* convolutions with one group per attack (a transposed
+    one for the activations, a plain one for delta), which on a CPU is several times faster
+    than folding the patch gradient back (col2im). Only first derivatives are needed: the
+    inner backward is built from differentiable ops and autograd differentiates it once.
     """
 
     @staticmethod
-    def forward(ctx, a, kernel, padding, stride):  # a (M, C, H, W) -> (M, C*k*k, P)
-        ctx.size, ctx.args = a.shape[2:], (kernel, padding, stride)
+    def forward(ctx, a, d, n, kernel, padding, stride):
+        m, c = a.shape[:2]
+        o = d.shape[1]
         ap = F.pad(a, (padding[1], padding[1], padding[0], padding[0]))
         v = ap.unfold(2, kernel[0], stride[0]).unfold(3, kernel[1], stride[1])  # (M, C, H', W', k, k)
-        m, c, h, w = v.shape[:4]
-        return v.permute(0, 1, 4, 5, 2, 3).reshape(m, c * kernel[0] * kernel[1], h * w)
+        p = v.shape[2] * v.shape[3]
+        patches = v.permute(0, 1, 4, 5, 2, 3).reshape(m, c * kernel[0] * kernel[1], p)  # (M, C*k*k, P)
+        dw = torch.bmm(d.reshape(m, o, p), patches.transpose(1, 2))       # (M, O, C*k*k)
+        ctx.save_for_backward(a, d)
+        ctx.args = (n, kernel, padding, stride)
+        return dw.reshape(n, m // n, o, -1).sum(1).reshape(n, o, c, *kernel)  # sum over an attack's images
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        kernel, padding, stride = ctx.args
-        return F.fold(grad, ctx.size, kernel, padding=padding, stride=stride), None, None, None
-
-
-def _unfold(a: torch.Tensor, layer: nn.Conv2d) -> torch.Tensor:
-    """Input patches of a convolution: (M, C, H, W) -> (M, C*k*k, P)."""
-    if tuple(layer.dilation) == (1, 1):
-        return _Unfold.apply(a, tuple(layer.kernel_size), tuple(layer.padding), tuple(layer.stride))
-    return F.unfold(a, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+    def backward(ctx, g):                                                 # g (N, O, C, k, k)
+        a, d = ctx.saved_tensors
+        n, kernel, padding, stride = ctx.args
+        (m, c, h, w), (o, ho, wo) = a.shape, d.shape[1:]
+        b = m // n
+        weights = g.reshape(n * o, c, *kernel)                            # attack n's group of O filters
+        grad_a = grad_d = None
+        if ctx.needs_input_grad[0]:
+            db = d.reshape(n, b, o, ho, wo).transpose(0, 1).reshape(b, n * o, ho, wo)  # attacks as groups
+            out_pad = [size - ((out - 1) * st - 2 * pad + k) for size, out, st, pad, k
+                       in zip((h, w), (ho, wo), stride, padding, kernel)]
+            grad_a = F.conv_transpose2d(db, weights, stride=stride, padding=padding, output_padding=out_pad, groups=n)
+            grad_a = grad_a.reshape(b, n, c, h, w).transpose(0, 1).reshape(m, c, h, w)
+        if ctx.needs_input_grad[1]:
+            ab = a.reshape(n, b, c, h, w).transpose(0, 1).reshape(b, n * c, h, w)
+            grad_d = F.conv2d(ab, weights, stride=stride, padding=padding, groups=n)
+            grad_d = grad_d.reshape(b, n, o, ho, wo).transpose(0, 1).reshape(m, o, ho, wo)
+        return grad_a, grad_d, None, None, None, None
 
 
 def _output_delta(z: torch.Tensor, target: torch.Tensor, loss_kind: str, b: int) -> torch.Tensor:
@@ -105,23 +125,10 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
     """
     n, b = x.shape[:2]
     a = x.reshape(n * b, *x.shape[2:])                          # (N*B, C, H, W)
-    inputs, outputs, patches_of = [], [], {}
-    for i, layer in enumerate(layers):                          # forward, keeping activations
+    inputs, outputs = [], []
+    for layer in layers:                                        # forward, keeping activations
         inputs.append(a)
-        if isinstance(layer, nn.Conv2d):
-            # the convolution as a batched GEMM on unfolded patches; the weight gradient below
-            # reuses the same patches (one unfold per layer)
-            w = layer.weight
-            patches = _unfold(a, layer)                          # (N*B, C*k*k, P)
-            z = torch.matmul(w.reshape(w.shape[0], -1), patches)  # (N*B, O, P)
-            if layer.bias is not None:
-                z = z + layer.bias[:, None]
-            h, wd = (((a.shape[2 + j] + 2 * layer.padding[j] - layer.dilation[j] * (w.shape[2 + j] - 1) - 1)
-                      // layer.stride[j] + 1) for j in range(2))
-            a = z.reshape(a.shape[0], w.shape[0], h, wd)         # (N*B, O, H', W')
-            patches_of[i] = patches
-        else:
-            a = layer(a)
+        a = layer(a)                                            # (N*B, ...): every attack's images at once
         outputs.append(a)
     delta = _output_delta(a, target, loss_kind, b)              # (N*B, K)
     grads: list[Grads] = []
@@ -135,16 +142,11 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
             grads.append(g)
             delta = delta @ layer.weight                         # (N*B, I)
         elif isinstance(layer, nn.Conv2d):
-            w = layer.weight                                     # (O, C, k, k)
-            patches = patches_of[i]                              # (N*B, C*k*k, P)
-            d = delta.reshape(n * b, w.shape[0], patches.shape[-1])  # (N*B, O, P), a view
-            # per image patches (C*k*k, P) @ delta^T (P, O): computed in this orientation so that
-            # the double backward's patch gradient comes out contiguous for fold (no copies)
-            dw_t = torch.bmm(patches, d.transpose(1, 2))         # (N*B, C*k*k, O)
-            dw_t = dw_t.reshape(n, b, *dw_t.shape[1:]).sum(1)    # (N, C*k*k, O): sum over an attack's images
-            g = [dw_t.transpose(1, 2).view(n, *w.shape)]         # (N, O, C, k, k), a strided view
+            w = layer.weight                                     # (O, C, k, k); delta (N*B, O, H', W')
+            g = [_PerAttackConvWeightGrad.apply(a_in, delta, n, tuple(layer.kernel_size), tuple(layer.padding),
+                                                tuple(layer.stride))]  # (N, O, C, k, k)
             if layer.bias is not None:
-                g.append(d.sum(2).reshape(n, b, -1).sum(1))      # (N, O)
+                g.append(delta.sum((2, 3)).reshape(n, b, -1).sum(1))  # (N, O)
             grads.append(g)
             out_pad = [a_in.shape[2 + i] - ((delta.shape[2 + i] - 1) * layer.stride[i] - 2 * layer.padding[i]
                                             + layer.dilation[i] * (w.shape[2 + i] - 1) + 1) for i in range(2)]
