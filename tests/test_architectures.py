@@ -118,6 +118,22 @@ def test_seed_claims_verdicts_on_known_numbers():
     assert (v == INCONCLUSIVE).all()  # ResNet/DenseNet not run; Inception failing on 10 updates says nothing
 
 
+def test_seed_claims_one_stuck_curve_makes_ordering_claims_inconclusive():
+    # LeNet reaches 1e-3 but ResNet-18 barely moves (0.2 -> 0.19 > 0.9 * 0.2): the ratio alone
+    # would say "holds", yet one curve stuck says nothing about the ordering
+    t, c = _synthetic({"lenet": 1e-3, "resnet18": 0.19, "densenet121": 3e-2, "inception_v3": 0.1},
+                      to90={"resnet18": 5000, "densenet121": 1000})
+    v = seed_claims(t, c).set_index("claim")["verdict"]
+    assert v["lenet_order_smaller"] == INCONCLUSIVE and v["densenet_like_resnet"] == INCONCLUSIVE
+    assert v["densenet_faster"] == INCONCLUSIVE
+    # only DenseNet-121 stuck: the claims that do not compare it keep their verdict
+    t, c = _synthetic({"lenet": 1e-3, "resnet18": 2e-2, "densenet121": 0.195, "inception_v3": 0.1},
+                      to90={"resnet18": 5000, "densenet121": 1000})
+    v = seed_claims(t, c).set_index("claim")["verdict"]
+    assert v["lenet_order_smaller"] == HOLDS
+    assert v["densenet_like_resnet"] == INCONCLUSIVE and v["densenet_faster"] == INCONCLUSIVE
+
+
 def test_tiny_real_run_and_store_reuse(tmp_path):
     store = ResultStore(tmp_path, profile="quick")
     kw = dict(archs=["lenet", "resnet18"], methods=["idlg"], iterations={"lenet": 8, "resnet18": 2},

@@ -380,8 +380,9 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
       ``inconclusive``.
 
     Any claim whose architectures were not run is ``inconclusive`` with the reason.
-    A curve that has barely moved (final MSE above 90% of its start) makes the ordering
-    claims ``inconclusive``: the budget was too small to say anything.
+    A curve that has barely moved (MSE at the compared iteration above 90% of its start) makes
+    every ordering claim that compares it ``inconclusive``: the budget was too small to say
+    anything (each network a claim compares must have moved).
 
     Returns:
         One row per claim: claim, statement (the seed's words), test, at_iteration, ours (the
@@ -413,7 +414,7 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
         le, rn = mse_at(curves, "lenet", method, at), mse_at(curves, "resnet18", method, at)
         r = rn / le if le > 0 else math.inf
         v = HOLDS if r >= 10 else PARTLY if r > 1 else DOES_NOT_HOLD
-        if not (moved("lenet", at) or moved("resnet18", at)):
+        if not (moved("lenet", at) and moved("resnet18", at)):
             v = INCONCLUSIVE
         add("lenet_order_smaller", at, f"LeNet {le:.3g}, ResNet-18 {rn:.3g} (ratio {r:.3g})", r, v)
     if not missing("densenet_like_resnet", ("lenet", "resnet18", "densenet121")):
@@ -421,7 +422,7 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
         le, rn, dn = (mse_at(curves, a, method, at) for a in ("lenet", "resnet18", "densenet121"))
         r = dn / rn if rn > 0 else math.inf
         v = HOLDS if (dn > le and rn > le and 0.1 <= r <= 10) else DOES_NOT_HOLD
-        if not any(moved(a, at) for a in ("lenet", "resnet18", "densenet121")):
+        if not all(moved(a, at) for a in ("lenet", "resnet18", "densenet121")):
             v = INCONCLUSIVE
         add("densenet_like_resnet", at, f"DenseNet-121 {dn:.3g}, ResNet-18 {rn:.3g} (ratio {r:.3g}), LeNet {le:.3g}",
             r, v)
