@@ -139,3 +139,7 @@ def test_errors_name_the_problem(mnist):
         RGAPConfig(label="guess")
     with pytest.raises(ValueError, match="one gradient per model parameter"):
         reconstruct(model, shared_gradient(model, x[:1], y[:1])[:-1], (1, 28, 28))
+    binary = build_model("fcn", (1, 28, 28), 1, seed=1)  # bias-free logistic head
+    zero = [torch.zeros_like(p) for p in binary.parameters()]
+    with pytest.raises(ValueError, match="head's weight gradient is zero"):
+        reconstruct(binary, zero, (1, 28, 28))

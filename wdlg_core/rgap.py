@@ -24,8 +24,9 @@ block (the head) whose output are the logits. The shared gradient gives, per blo
      the same reconstruction up to a positive scale (every block is positively homogeneous),
      so the gradient cannot tell them apart: we keep the candidate whose reconstruction lies
      in the image box [0, 1] (ties: the larger one), and record ``root_ambiguous`` in the
-     meta. R-GAP's demo sidesteps this by choosing the label opposite to the model's
-     prediction. The label y is inferred (unless given): the wrong sign of ``k`` flips the
+     meta (otherwise we keep the candidate whose block below fits with the smallest
+     residual; the rule used is the meta's ``root_rule``). R-GAP's demo sidesteps this by
+     choosing the label opposite to the model's prediction. The label y is inferred (unless given): the wrong sign of ``k`` flips the
      sign of the head's input, which the block below cannot fit (larger residual);
    * bias-free, K > 1 outputs with cross-entropy (our ``cnn6``): every row of
      ``dW = g a^T`` is a multiple of ``a``, so ``g = alpha * v`` with a known vector ``v`` and
@@ -501,6 +502,8 @@ def _head_candidates(block: Block, grads: dict, label: int | None, num_classes: 
         lab = int(np.argmin(db)) if num_classes > 1 else (int(db[0] < 0))
         return [(gw.T @ db / nb, db.copy(), lab, {})]
     if w.shape[0] == 1:  # R-GAP's logistic head
+        if not np.any(gw):
+            raise ValueError("the head's weight gradient is zero: nothing to recover")
         c = float(np.sum(w * gw))
         roots = _logistic_roots(c)
         labels = [label] if label is not None else [0, 1]
@@ -672,8 +675,10 @@ def reconstruct(model: nn.Module, true_grads: list[torch.Tensor], in_shape, labe
                 image = image * scale
                 meta["t"] = t
                 meta["root_rule"] = "box [0, 1], ties to the larger scale"
+            elif len(blocks) > 1:
+                meta["root_rule"] = "smallest residual of the block below"
             else:
-                meta["root_rule"] = "root nearest 0 (R-GAP's solver start)"
+                meta["root_rule"] = "first candidate: the root in (0, 1.2785)"
     meta["seconds"] = time.perf_counter() - t0
     return RGAPOutcome(image=image, label=int(y), layers=layers, meta=meta)
 
