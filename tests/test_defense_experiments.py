@@ -29,15 +29,21 @@ def _panel(ssims, successes=None):
 
 
 def test_statements_hold_and_fail_by_the_stated_rules():
-    good = check_statements(_panel({0: [0.9, 0.8], 2: [0.4, 0.3], 4: [0.2, 0.25], 10: [0.01, 0.02]}), 0.15)
+    good = check_statements(_panel({0: [0.9, 0.8], 2: [0.4, 0.3], 4: [0.2, 0.25], 10: [0.01, 0.02]}, {0: True}), 0.15)
     assert list(good.sigma) == [0, 2, 4, 10] and list(good.verdict) == ["reference", "holds", "holds", "holds"]
-    assert list(good.level) == ["partial", "partial", "partial", "none"]
-    bad = check_statements(_panel({0: [0.9], 2: [0.01], 4: [0.3], 10: [0.5]}), 0.15)
+    assert list(good.level) == ["full", "partial", "partial", "none"]
+    bad = check_statements(_panel({0: [0.9], 2: [0.01], 4: [0.3], 10: [0.5]}, {0: True}), 0.15)
     assert list(bad.verdict) == ["reference", "does not hold", "does not hold", "does not hold"]
     silent = check_statements(_panel({0: [0.01], 2: [0.01], 4: [0.0], 10: [0.0]}), 0.15)
     assert set(silent.verdict[1:]) == {"inconclusive"}  # nothing to stop: cannot be tested
+    # the undefended attack leaks only partially: "noise stops the leakage" cannot be tested either
+    partial = check_statements(_panel({0: [0.9, 0.8], 2: [0.4, 0.3], 4: [0.2, 0.25], 10: [0.01, 0.02]}), 0.15)
+    assert partial.level[0] == "partial" and set(partial.verdict[1:]) == {"inconclusive"}
     missing = check_statements(_panel({2: [0.4]}), 0.15)
     assert list(missing.verdict) == ["holds", "not run", "not run"]
+    # no sigma = 2 run: the sigma = 4 statement is tested on "not full" alone
+    no_two = check_statements(_panel({0: [0.9], 4: [0.5], 10: [0.01]}, {0: True}), 0.15)
+    assert list(no_two.verdict) == ["reference", "not run", "holds", "holds"]
     assert leakage_level(0.01, 0.5, 0.15) == "full"
 
 

@@ -119,8 +119,9 @@ class GaussianNoise(Defense):
 
     Protects: the private images behind the shared gradient (the noise hides the gradient's
     fine structure). Args: ``sigma`` >= 0, standard deviation in the gradient's own units (the
-    paper's sigma = 2, 4, 10, Section 4.5; for scale: the entries of an untrained LeNet's
-    gradient are of order 0.1). Source: the paper Section 4.5; DLG (Zhu et al. 2019) Section 5.
+    paper's sigma = 2, 4, 10, Section 4.5; compare it with the gradient's typical entry, e.g.
+    its mean absolute value, which depends on model, data and training state and is measured
+    on the noise page). Source: the paper Section 4.5; DLG (Zhu et al. 2019) Section 5.
 
     Raises: ValueError for a negative or non-finite sigma.
     """
@@ -168,10 +169,13 @@ class DPSGD(Defense):
 
     The gradient (all parameters together, as one vector) is scaled by min(1, C / ||g||_2)
     ("flat" clipping, opacus' default), then every entry gets Gaussian noise of standard
-    deviation ``noise_multiplier * clip``. With batch size 1 this is exactly DP-SGD's
-    per-sample clipping; for a batch of B > 1 images the engine only has the batch's mean
-    gradient, so this clips the mean (weaker than per-sample clipping, which needs each
-    image's own gradient; noted as ``"clipping": "aggregate"`` for B > 1 in the book).
+    deviation ``noise_multiplier * clip``. With batch size 1 this is exactly one step of
+    DP-SGD's mechanism. For a batch of B > 1 images the engine only has the batch's mean
+    gradient, and this differs from DP-SGD in two ways: (1) it clips the mean gradient, where
+    DP-SGD clips each image's own gradient to C (so C does not bound one image's contribution
+    and the (epsilon, delta) guarantee of :meth:`epsilon` does not follow); (2) it adds noise
+    of std z C to the mean, where DP-SGD adds N(0, (z C)^2) to the sum of the clipped
+    gradients and divides by B, i.e. std z C / B on the mean (here B times more noise).
 
     Protects: every single training example, with the (epsilon, delta) guarantee of
     :meth:`epsilon`. Args: ``clip`` C > 0 (gradient L2-norm units), ``noise_multiplier``
