@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wdlg_core.experiments.defense_tradeoff import cached_training, run_tradeoff
+from wdlg_core.experiments.defense_tradeoff import cached_training, dpsgd_sample_rate, run_tradeoff
 from wdlg_core.experiments.noise_defense import (check_statements, leakage_level, leakage_null, run_sweep,
                                                  summarize_sweep)
 from wdlg_core.store import ResultStore
@@ -84,6 +84,9 @@ def test_tradeoff_tiny_real_case_and_cache(tmp_path):
     assert list(summary.setting) == ["none", "z=1.1, C=1"] and len(attacks) == 2
     assert np.isnan(summary.train_epsilon[0]) and summary.train_epsilon[1] > 0 and summary.release_epsilon[1] > 0
     assert 0 <= summary.accuracy[0] <= 1 and not summary.cached.any()
+    # opacus samples at 1 / len(loader): 4000 digits in batches of 64 are 63 batches, not 4000 / 64
+    assert dpsgd_sample_rate(64) == pytest.approx(1 / 63) and dpsgd_sample_rate(4000) == 1.0
+    assert summary.sample_rate[1] == pytest.approx(1 / 63)
     again = cached_training(store, None, epochs=1, batch_size=64, lr=0.1)
     assert again["cached"] and again["accuracy"] == summary.accuracy[0]
 

@@ -11,8 +11,8 @@ gradient pruning ratio p; see :mod:`wdlg_core.defenses`):
     into 4000 train / 1000 test) with the defence on every step (:func:`train_with_defense`);
     DP-SGD runs through opacus' ``PrivacyEngine`` (per-sample clipping, Poisson sampling,
     RDP accountant), noise and pruning are applied to each step's mean gradient;
-(c) epsilon of the DP-SGD training (opacus' accountant, delta = :data:`DELTA`, sampling rate
-    batch/4000, the steps taken), and of one release of one example's gradient (q = 1, one
+(c) epsilon of the DP-SGD training (opacus' accountant, delta = :data:`DELTA`, the sampling
+    rate opacus uses, 1 / (batches per epoch) (:func:`dpsgd_sample_rate`), the steps taken), and of one release of one example's gradient (q = 1, one
     step) for the attack setting.
 
 Accuracies are cached as JSON under ``<results>/<profile>/defense_training/`` keyed by the
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 import warnings
 
@@ -104,7 +105,8 @@ def _train_with_defense(defense: dict | None, epochs: int = 4, batch_size: int =
     Args:
         defense: a defence dict (:meth:`wdlg_core.defenses.Defense.to_dict`) or None.
             ``dpsgd``: opacus' DP-SGD (per-sample clipping to C, noise z C on the sum,
-            Poisson sampling at rate batch/4000, RDP accountant); any other defence is applied
+            Poisson sampling at opacus' rate 1 / len(loader), :func:`dpsgd_sample_rate`,
+            RDP accountant); any other defence is applied
             to each step's mean gradient (noise seeded per step).
         epochs: passes over the 4000 training digits (DP-SGD: expected passes).
         batch_size: (expected) examples per step; lr: SGD learning rate.
@@ -112,7 +114,8 @@ def _train_with_defense(defense: dict | None, epochs: int = 4, batch_size: int =
 
     Returns:
         {"accuracy" (fraction of the 1000 test digits), "steps", "epsilon" (DP-SGD: opacus'
-        accountant after training; else None), "sample_rate", "delta", "train_time" (s)}.
+        accountant after training; else None), "sample_rate" (DP-SGD: opacus' 1 / len(loader);
+        else batch / 4000), "delta", "train_time" (s)}.
     """
     import torch
     import torch.nn.functional as F
@@ -133,6 +136,7 @@ def _train_with_defense(defense: dict | None, epochs: int = 4, batch_size: int =
         engine = PrivacyEngine(accountant="rdp")
         loader = DataLoader(TensorDataset(xtr, ytr), batch_size=batch_size,
                             generator=torch.Generator().manual_seed(seed))
+        q = 1.0 / len(loader)  # opacus' Poisson sampling rate (make_private: 1 / len(data_loader))
         model, opt, loader = engine.make_private(
             module=model, optimizer=opt, data_loader=loader, noise_multiplier=d.noise_multiplier,
             max_grad_norm=d.clip, poisson_sampling=True, noise_generator=torch.Generator().manual_seed(seed + 1))
@@ -165,6 +169,12 @@ def _train_with_defense(defense: dict | None, epochs: int = 4, batch_size: int =
         acc = float((model(xte).argmax(1) == yte).float().mean())
     return {"accuracy": acc, "steps": steps, "epsilon": eps, "sample_rate": q, "delta": DELTA,
             "train_time": time.perf_counter() - start}
+
+
+def dpsgd_sample_rate(batch_size: int) -> float:
+    """Opacus' Poisson sampling rate for DP-SGD training on the :data:`TRAIN_SIZE` digits:
+    1 / len(loader), the loader's batches per epoch being ceil(TRAIN_SIZE / batch_size)."""
+    return 1.0 / math.ceil(TRAIN_SIZE / int(batch_size))
 
 
 def cached_training(store: ResultStore, defense: dict | None, **budget) -> dict:
@@ -246,10 +256,12 @@ def run_tradeoff(profile: str | Profile = "quick", settings=None, n_images=None,
             "psnr": float(g["psnr"].astype(float).clip(upper=100).mean()), "ssim": float(g["ssim"].mean()),
             "mse": float(g["mse"].mean()), "accuracy": t["accuracy"], "train_steps": t["steps"],
             "train_epsilon": np.nan if t["epsilon"] is None else t["epsilon"], "release_epsilon": release,
-            "delta": DELTA, "sample_rate": t["sample_rate"], "cached": t["cached"],
+            "delta": DELTA,
+            "sample_rate": dpsgd_sample_rate(budget["batch_size"]) if kind(defense) == "dpsgd" else t["sample_rate"],
+            "cached": t["cached"],
         })
     return pd.DataFrame(rows), attacks
 
 
-__all__ = ["ATTACK", "DELTA", "SETTINGS", "TRAINING", "attack_settings", "cached_training", "kind", "mnist_split",
-           "run_tradeoff", "train_with_defense"]
+__all__ = ["ATTACK", "DELTA", "SETTINGS", "TRAINING", "attack_settings", "cached_training", "dpsgd_sample_rate",
+           "kind", "mnist_split", "run_tradeoff", "train_with_defense"]
