@@ -19,7 +19,6 @@ multiple of it); MSE on [0, 1] images; PSNR in dB; SSIM in [-1, 1].
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
