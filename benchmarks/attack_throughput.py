@@ -4,18 +4,32 @@ For LeNet on 28x28x1 (MNIST) and 32x32x3 (CIFAR-10) inputs, Adam and L-BFGS, and
 at once, it measures, per attack and iteration (one loss evaluation):
 
 * reference: the DLG-style loop, ``torch.optim`` on one attack, attacks one after the other
-  (``wdlg_core.attacks.invert_gradient``); its cost per attack does not depend on N;
+  (``wdlg_core.attacks.invert_gradient``); its cost per attack does not depend on N, but it is
+  timed again next to each N (see below);
 * engine: one step of ``wdlg_core.engine.BatchedAttack`` (objective + batched optimiser +
   records), divided by N, after a warm-up that fills the L-BFGS history (``lbfgs``: torch's
   default of m = 100 pairs; ``lbfgs-m10``: m = 10);
 * floor: one batched forward + per-attack backward + double backward of the same N (the
   engine's loss-and-gradient evaluation alone, no optimiser), divided by N;
+* two-loop floor (L-BFGS only): the time the two-loop recursion needs just to read the kept
+  curvature pairs from memory, once per loop (4 * m * D numbers per attack), at the read
+  bandwidth of this machine measured in the same run (a plain sum over a 512 MiB tensor).
+  Once the N histories outgrow the caches (N = 128, D = 3072, m = 100: 315 MB), a two-loop
+  recursion over the whole batch cannot run faster than this;
 
-plus the speed-up reference / engine, engine / floor, the FLOP rate the floor achieves
-(FLOPs counted by ``torch.utils.flop_counter``) next to the machine's dense float32 matmul rate
-measured in the same run, and the peak memory of each measurement (each runs in its own
-process: peak RSS on the CPU, ``torch.cuda.max_memory_allocated`` on a GPU). Every time is
-the median of ``--reps`` repetitions.
+plus the speed-up reference / engine, engine / floor, the best speed-up the floors allow
+(reference / (floor + two-loop floor)), the FLOP rate the floor achieves (FLOPs counted by
+``torch.utils.flop_counter``) next to the machine's dense float32 matmul rate measured in the
+same run, and the engine's peak memory (peak RSS of its process on the CPU,
+``torch.cuda.max_memory_allocated`` on a GPU).
+
+Every time is the median of ``--reps`` repetitions. Each N runs in its own process, which
+times the reference, one engine step and the floor in turn within every repetition, so a
+change in the machine's speed during the run (this matters on a shared virtual machine)
+affects both sides of a speed-up alike. Both sides are timed in the same regime: the engine
+after a warm-up that fills its L-BFGS history (``--warmup`` steps, at most m + 5), the
+reference on the iterations after the same number of warm-up iterations (its time per
+iteration grows with the pairs it keeps too).
 
 Usage::
 
@@ -66,8 +80,12 @@ def _images(shape_name, n):
     return images[idx], labels[idx]
 
 
-def child_reference(shape_name, optimizer, history, device, reps):
-    """Seconds per attack-iteration of the one-attack reference (median over reps)."""
+def reference_timer(shape_name, optimizer, history, device, warmup):
+    """One repetition of the one-attack reference: a function returning seconds per iteration.
+
+    The reference is timed on iterations warmup + 1 .. warmup + 30 (the difference of two runs
+    from the same start), i.e. with as many curvature pairs kept as in the engine's timed steps.
+    """
     from wdlg_core.attacks import invert_gradient
     from wdlg_core.config import AttackConfig
     from wdlg_core.gradients import shared_gradient
@@ -77,20 +95,32 @@ def child_reference(shape_name, optimizer, history, device, reps):
     images, labels = images.to(device), labels.to(device)
     model = build_model("lenet", SHAPES[shape_name][1], 10, seed=0).to(device)
     grads = shared_gradient(model, images, labels)
-    short, long = 10, 40
+    short = max(10, warmup)
+    long = short + 30
 
     def run(iters):
         cfg = AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=iters, history_size=history)
         invert_gradient(model, grads, cfg, tuple(images.shape), images, labels)
 
     run(short)  # warm-up
-    per_iter = [(_timed(lambda: run(long), device, 1) - _timed(lambda: run(short), device, 1)) / (long - short)
-                for _ in range(reps)]
-    return {"reference_s": statistics.median(per_iter)}
+    return lambda: (_timed(lambda: run(long), device, 1) - _timed(lambda: run(short), device, 1)) / (long - short)
+
+
+def _peak_mb(device):
+    import torch
+
+    if str(device).startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2 ** 20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
-    """Seconds per attack-iteration of the engine and of the floor, FLOPs per evaluation."""
+    """Seconds per attack-iteration of the reference, the engine and the floor; FLOPs per evaluation.
+
+    The three are timed in turn within each repetition (reference, engine step, floor), so a
+    change in the machine's speed during the run affects both sides of the speed-up alike.
+    The peak memory is the engine's, read before the reference first runs.
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
     from wdlg_core.config import AttackConfig
@@ -105,14 +135,22 @@ def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
         attack = BatchedAttack(model, images[:, None], labels[:, None], configs)
         for _ in range(warmup):  # fill the L-BFGS history (the cost grows until m pairs are kept)
             attack.step()
-        step = _timed(attack.step, device, reps)
-        floor = _timed(lambda: attack.closure(attack.z), device, reps)
+        _timed(attack.step, device, 1)
+        _timed(lambda: attack.closure(attack.z), device, 1)
+        peak = _peak_mb(device)
+        reference = reference_timer(shape_name, optimizer, history, device, warmup)
+        ref, step, floor = [], [], []
+        for _ in range(reps):
+            ref.append(reference())
+            step.append(_timed(attack.step, device, 1))
+            floor.append(_timed(lambda: attack.closure(attack.z), device, 1))
         with FlopCounterMode(display=False) as counter:
             attack.closure(attack.z)
         flops = counter.get_total_flops()
         history = int(attack.optimizer.history_len.max()) if hasattr(attack.optimizer, "history_len") else 0
-    return {"engine_s": step / n, "floor_s": floor / n, "flops": flops, "history": history,
-            "path": attack.objective.path}
+    med = statistics.median
+    return {"reference_s": med(ref), "engine_s": med(step) / n, "floor_s": med(floor) / n, "flops": flops,
+            "history": history, "dim": attack.z[0].numel(), "path": attack.objective.path, "peak_mb": peak}
 
 
 def child_main(spec):
@@ -123,15 +161,11 @@ def child_main(spec):
     configure_threads(spec.get("threads"))
     if spec["device"].startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    if spec["kind"] == "reference":
-        out = child_reference(spec["shape"], spec["optimizer"], spec["history"], spec["device"], spec["reps"])
+    if spec["kind"] == "bandwidth":  # in a child too, so no other measurement's peak memory includes it
+        out = {"read_gbps": stream_gbps(spec["device"], spec["reps"])}
     else:
         out = child_engine(spec["shape"], spec["optimizer"], spec["history"], spec["n"], spec["device"],
                            spec["reps"], spec["warmup"])
-    if spec["device"].startswith("cuda"):
-        out["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
     print("RESULT " + json.dumps(out))
 
 
@@ -141,6 +175,15 @@ def run_child(spec) -> dict:
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     raise RuntimeError(f"measurement {spec} failed:\n{proc.stderr[-3000:]}")
+
+
+def stream_gbps(device, reps, mib=512):
+    """Memory read bandwidth of this machine (GB/s): one sum over a ``mib`` MiB float32 tensor."""
+    import torch
+
+    a = torch.ones(mib * 2 ** 18, device=device)
+    a.sum()
+    return a.numel() * 4 / _timed(a.sum, device, reps) / 1e9
 
 
 def matmul_gflops(device, reps, size=2048):
@@ -179,24 +222,30 @@ def main(argv=None):
     check_device(args.device)
     threads = configure_threads(args.threads)
     mm = matmul_gflops(args.device, args.reps)
+    bw = run_child({"kind": "bandwidth", "device": args.device, "reps": args.reps,
+                    "threads": args.threads})["read_gbps"]
     print(f"device {args.device}, torch {torch.__version__}, {threads} threads; "
-          f"dense float32 matmul: {mm:.1f} GFLOP/s", flush=True)
+          f"dense float32 matmul: {mm:.1f} GFLOP/s; memory read: {bw:.1f} GB/s", flush=True)
     rows = []
     for shape in args.shapes:
         for opt in args.optimizers:
             name, _, m = opt.partition("-m")
             base = dict(shape=shape, optimizer=name, history=int(m or 100), device=args.device, reps=args.reps,
                         threads=args.threads)
-            ref = run_child({**base, "kind": "reference"})
+            warmup = min(args.warmup, base["history"] + 5) if name == "lbfgs" else 5
             for n in args.sizes:
-                warmup = min(args.warmup, base["history"] + 5) if name == "lbfgs" else 5
                 eng = run_child({**base, "kind": "engine", "n": n, "warmup": warmup})
+                ref = eng  # timed in the same process, in turn with the engine
+                # the two loops read every kept pair (s, y) once each: 4 * L * D numbers per attack
+                two_loop_s = 4 * eng["history"] * eng["dim"] * 4 / (bw * 1e9)
                 row = {"shape": shape, "optimizer": opt, "N": n,
                        "reference_ms": 1e3 * ref["reference_s"], "engine_ms": 1e3 * eng["engine_s"],
                        "speedup": ref["reference_s"] / eng["engine_s"], "floor_ms": 1e3 * eng["floor_s"],
                        "engine_over_floor": eng["engine_s"] / eng["floor_s"],
+                       "two_loop_floor_ms": 1e3 * two_loop_s,
+                       "best_speedup": ref["reference_s"] / (eng["floor_s"] + two_loop_s), "read_gbps": bw,
                        "floor_gflops": eng["flops"] / (eng["floor_s"] * n) / 1e9,
-                       "matmul_gflops": mm, "peak_mb": eng["peak_mb"], "reference_peak_mb": ref["peak_mb"],
+                       "matmul_gflops": mm, "peak_mb": eng["peak_mb"],
                        "lbfgs_history": eng["history"], "path": eng["path"]}
                 rows.append(row)
                 print(_format_row(row), flush=True)
@@ -206,15 +255,18 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".md").write_text(table + "\n")
     out.with_suffix(".json").write_text(json.dumps({"provenance": provenance(args.device), "threads": threads,
-                                                    "matmul_gflops": mm, "rows": rows}, indent=1))
+                                                    "matmul_gflops": mm, "read_gbps": bw, "rows": rows},
+                                                   indent=1))
     print(f"\nwritten: {out.with_suffix('.md')}, {out.with_suffix('.json')}")
 
 
 COLUMNS = [("shape", "{}"), ("optimizer", "{}"), ("N", "{}"), ("reference_ms", "{:.2f}"), ("engine_ms", "{:.3f}"),
            ("speedup", "{:.1f}x"), ("floor_ms", "{:.3f}"), ("engine_over_floor", "{:.2f}"),
+           ("two_loop_floor_ms", "{:.3f}"), ("best_speedup", "{:.1f}x"),
            ("floor_gflops", "{:.1f}"), ("matmul_gflops", "{:.1f}"), ("peak_mb", "{:.0f}")]
 HEADERS = ["input", "optimizer", "N", "reference ms/attack-it", "engine ms/attack-it", "speed-up",
-           "floor ms/attack-it", "engine / floor", "floor GFLOP/s", "matmul GFLOP/s", "peak MB"]
+           "floor ms/attack-it", "engine / floor", "two-loop floor ms/attack-it", "best speed-up the floors allow",
+           "floor GFLOP/s", "matmul GFLOP/s", "peak MB"]
 
 
 def _format_row(row):

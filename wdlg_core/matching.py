@@ -140,7 +140,8 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
             if layer.bias is not None:
                 g.append(d.sum(1))                               # (N, O)
             grads.append(g)
-            delta = delta @ layer.weight                         # (N*B, I)
+            if i > 0:                                            # (the input's own gradient is not needed)
+                delta = delta @ layer.weight                     # (N*B, I)
         elif isinstance(layer, nn.Conv2d):
             w = layer.weight                                     # (O, C, k, k); delta (N*B, O, H', W')
             g = [_PerAttackConvWeightGrad.apply(a_in, delta, n, tuple(layer.kernel_size), tuple(layer.padding),
@@ -148,8 +149,10 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
             if layer.bias is not None:
                 g.append(delta.sum((2, 3)).reshape(n, b, -1).sum(1))  # (N, O)
             grads.append(g)
-            out_pad = [a_in.shape[2 + i] - ((delta.shape[2 + i] - 1) * layer.stride[i] - 2 * layer.padding[i]
-                                            + layer.dilation[i] * (w.shape[2 + i] - 1) + 1) for i in range(2)]
+            if i == 0:                                           # the dummy data's own delta is not needed
+                continue
+            out_pad = [a_in.shape[2 + j] - ((delta.shape[2 + j] - 1) * layer.stride[j] - 2 * layer.padding[j]
+                                            + layer.dilation[j] * (w.shape[2 + j] - 1) + 1) for j in range(2)]
             delta = F.conv_transpose2d(delta, w, stride=layer.stride, padding=layer.padding,
                                        output_padding=out_pad, dilation=layer.dilation)  # (N*B, C, H, W)
         elif isinstance(layer, nn.Sigmoid):
