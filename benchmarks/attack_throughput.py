@@ -17,7 +17,8 @@ at once, it measures, per attack and iteration (one loss evaluation):
   Once the N histories outgrow the caches (N = 128, D = 3072, m = 100: 315 MB), a two-loop
   recursion over the whole batch cannot run faster than this;
 
-plus the speed-up reference / engine, engine / floor, the best speed-up the floors allow
+plus the speed-up reference / engine (the ratio of the medians, and the smallest and largest
+ratio within one repetition), engine / floor, the best speed-up the floors allow
 (reference / (floor + two-loop floor)), the FLOP rate the floor achieves (FLOPs counted by
 ``torch.utils.flop_counter``) next to the machine's dense float32 matmul rate measured in the
 same run, and the engine's peak memory (peak RSS of its process on the CPU,
@@ -149,8 +150,10 @@ def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
         flops = counter.get_total_flops()
         history = int(attack.optimizer.history_len.max()) if hasattr(attack.optimizer, "history_len") else 0
     med = statistics.median
+    ratios = [r / (e / n) for r, e in zip(ref, step)]  # speed-up within each repetition
     return {"reference_s": med(ref), "engine_s": med(step) / n, "floor_s": med(floor) / n, "flops": flops,
-            "history": history, "dim": attack.z[0].numel(), "path": attack.objective.path, "peak_mb": peak}
+            "history": history, "dim": attack.z[0].numel(), "path": attack.objective.path, "peak_mb": peak,
+            "speedup_min": min(ratios), "speedup_max": max(ratios)}
 
 
 def child_main(spec):
@@ -241,6 +244,7 @@ def main(argv=None):
                 row = {"shape": shape, "optimizer": opt, "N": n,
                        "reference_ms": 1e3 * ref["reference_s"], "engine_ms": 1e3 * eng["engine_s"],
                        "speedup": ref["reference_s"] / eng["engine_s"], "floor_ms": 1e3 * eng["floor_s"],
+                       "speedup_range": f"{eng['speedup_min']:.1f}-{eng['speedup_max']:.1f}",
                        "engine_over_floor": eng["engine_s"] / eng["floor_s"],
                        "two_loop_floor_ms": 1e3 * two_loop_s,
                        "best_speedup": ref["reference_s"] / (eng["floor_s"] + two_loop_s), "read_gbps": bw,
@@ -261,10 +265,11 @@ def main(argv=None):
 
 
 COLUMNS = [("shape", "{}"), ("optimizer", "{}"), ("N", "{}"), ("reference_ms", "{:.2f}"), ("engine_ms", "{:.3f}"),
-           ("speedup", "{:.1f}x"), ("floor_ms", "{:.3f}"), ("engine_over_floor", "{:.2f}"),
+           ("speedup", "{:.1f}x"), ("speedup_range", "{}"), ("floor_ms", "{:.3f}"), ("engine_over_floor", "{:.2f}"),
            ("two_loop_floor_ms", "{:.3f}"), ("best_speedup", "{:.1f}x"),
            ("floor_gflops", "{:.1f}"), ("matmul_gflops", "{:.1f}"), ("peak_mb", "{:.0f}")]
 HEADERS = ["input", "optimizer", "N", "reference ms/attack-it", "engine ms/attack-it", "speed-up",
+           "speed-up range over reps",
            "floor ms/attack-it", "engine / floor", "two-loop floor ms/attack-it", "best speed-up the floors allow",
            "floor GFLOP/s", "matmul GFLOP/s", "peak MB"]
 

@@ -21,12 +21,13 @@ def test_child_measures_reference_engine_and_floor(bench):
     assert out["reference_s"] > 0 and out["engine_s"] > 0 and out["floor_s"] > 0
     assert out["history"] == 3 and out["dim"] == 28 * 28 and out["path"] == "explicit"
     assert out["flops"] > 0 and out["peak_mb"] > 0
+    assert 0 < out["speedup_min"] <= out["reference_s"] / out["engine_s"] <= out["speedup_max"]
 
 
 def test_table_has_one_line_per_row(bench):
     row = {"shape": "28x28x1", "optimizer": "lbfgs", "N": 8, "reference_ms": 4.0, "engine_ms": 0.5,
-           "speedup": 8.0, "floor_ms": 0.25, "engine_over_floor": 2.0, "two_loop_floor_ms": 0.05,
+           "speedup": 8.0, "speedup_range": "7.0-9.0", "floor_ms": 0.25, "engine_over_floor": 2.0, "two_loop_floor_ms": 0.05,
            "best_speedup": 4.0 / 0.3, "floor_gflops": 20.0, "matmul_gflops": 100.0, "peak_mb": 400.0}
     lines = bench.format_table([row, row]).splitlines()
     assert len(lines) == 4 and lines[0].count("|") == len(bench.HEADERS) + 1
-    assert "| 8.0x |" in lines[2] and "| 13.3x |" in lines[2]
+    assert "| 8.0x | 7.0-9.0 |" in lines[2] and "| 13.3x |" in lines[2]
