@@ -29,8 +29,8 @@ times the reference, one engine step and the floor in turn within every repetiti
 change in the machine's speed during the run (this matters on a shared virtual machine)
 affects both sides of a speed-up alike. Both sides are timed in the same regime: the engine
 after a warm-up that fills its L-BFGS history (``--warmup`` steps, at most m + 5), the
-reference on the iterations after the same number of warm-up iterations (its time per
-iteration grows with the pairs it keeps too).
+reference on 30 iterations after the same number of warm-up iterations (its time per
+iteration grows with the pairs it keeps too), timed from step to step within one run.
 
 Usage::
 
@@ -81,12 +81,19 @@ def _images(shape_name, n):
     return images[idx], labels[idx]
 
 
-def reference_timer(shape_name, optimizer, history, device, warmup):
+def reference_timer(shape_name, optimizer, history, device, warmup, timed=30):
     """One repetition of the one-attack reference: a function returning seconds per iteration.
 
-    The reference is timed on iterations warmup + 1 .. warmup + 30 (the difference of two runs
-    from the same start), i.e. with as many curvature pairs kept as in the engine's timed steps.
+    The reference runs warmup + timed iterations; the time from the start of iteration
+    warmup + 1 to the start of the last one, over the iterations in between, is its time per
+    iteration (the whole loop: optimiser step, loss evaluation, records), with as many
+    curvature pairs kept as in the engine's timed steps. The start of each iteration is taken
+    from a timestamp recorded when ``torch.optim``'s ``step`` is called.
     """
+    from unittest import mock
+
+    import torch
+
     from wdlg_core.attacks import invert_gradient
     from wdlg_core.config import AttackConfig
     from wdlg_core.gradients import shared_gradient
@@ -96,15 +103,27 @@ def reference_timer(shape_name, optimizer, history, device, warmup):
     images, labels = images.to(device), labels.to(device)
     model = build_model("lenet", SHAPES[shape_name][1], 10, seed=0).to(device)
     grads = shared_gradient(model, images, labels)
-    short = max(10, warmup)
-    long = short + 30
+    cls = torch.optim.LBFGS if optimizer == "lbfgs" else torch.optim.Adam
+    cfg = AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=warmup + timed + 1,
+                       history_size=history)
+    original_step = cls.step
 
-    def run(iters):
-        cfg = AttackConfig(method="idlg", optimizer=optimizer, lr=0.1, iterations=iters, history_size=history)
-        invert_gradient(model, grads, cfg, tuple(images.shape), images, labels)
+    def run():
+        stamps = []
 
-    run(short)  # warm-up
-    return lambda: (_timed(lambda: run(long), device, 1) - _timed(lambda: run(short), device, 1)) / (long - short)
+        def step(opt, *args, **kwargs):
+            _sync(device)
+            stamps.append(time.perf_counter())
+            return original_step(opt, *args, **kwargs)
+
+        with mock.patch.object(cls, "step", step):
+            invert_gradient(model, grads, cfg, tuple(images.shape), images, labels)
+        if len(stamps) != cfg.iterations:
+            raise RuntimeError(f"the reference stopped after {len(stamps)} of {cfg.iterations} iterations")
+        return (stamps[-1] - stamps[warmup]) / (len(stamps) - 1 - warmup)
+
+    run()  # warm-up
+    return run
 
 
 def _peak_mb(device):
