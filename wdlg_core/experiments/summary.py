@@ -227,6 +227,14 @@ def method_comparison_rows(doc: dict | None) -> list[dict]:
     return rows
 
 
+def _paired_median_row(group, page, claim, setting, paper_text, ours, verdict, med, paper_a, paper_b):
+    """A row judged by a paired count over images, WDLG's and DLG's medians ``med`` as a and b."""
+    return _row(group, page, claim, setting, paper_text, ours, normalise_verdict(verdict),
+                "paired count over images (majority rule), no interval",
+                a_label="WDLG median", a=med.get("wdlg"), b_label="DLG median", b=med.get("dlg"),
+                paper_a=paper_a, paper_b=paper_b)
+
+
 def loss_curve_rows(doc: dict | None) -> list[dict]:
     """Figure 5: WDLG's loss decreases faster (normalised by the first value; as plotted and in
     norm units), paired count over images at the paper's 500 iterations."""
@@ -245,10 +253,7 @@ def loss_curve_rows(doc: dict | None) -> list[dict]:
         wins, n = c[wkey]
         ours = (f"median at iteration {c['compare_at']}: WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; "
                 f"WDLG lower on {wins} of {n} images")
-        rows.append(_row(group, page, claim, setting, paper_text, ours, normalise_verdict(c[vkey]),
-                         "paired count over images (majority rule), no interval",
-                         a_label="WDLG median", a=med.get("wdlg"), b_label="DLG median", b=med.get("dlg"),
-                         paper_a=pw, paper_b=pd_))
+        rows.append(_paired_median_row(group, page, claim, setting, paper_text, ours, c[vkey], med, pw, pd_))
     return rows
 
 
@@ -269,10 +274,7 @@ def mse_curve_rows(doc: dict | None) -> list[dict]:
         med = c.get(mkey) or {}
         wins, n = c[wkey]
         ours = f"median WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; WDLG lower on {wins} of {n} images"
-        rows.append(_row(group, page, claim, setting, paper_text, ours, normalise_verdict(c[vkey]),
-                         "paired count over images (majority rule), no interval",
-                         a_label="WDLG median", a=med.get("wdlg"), b_label="DLG median", b=med.get("dlg"),
-                         paper_a=pw, paper_b=pd_))
+        rows.append(_paired_median_row(group, page, claim, setting, paper_text, ours, c[vkey], med, pw, pd_))
     return rows
 
 
