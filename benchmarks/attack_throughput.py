@@ -19,8 +19,9 @@ at once, it measures, per attack and iteration (one loss evaluation):
 
 plus the speed-up reference / engine (the ratio of the medians, and the smallest and largest
 ratio within one repetition), engine / floor, the best speed-up the floors allow
-(reference / (floor + two-loop floor)), the FLOP rate the floor achieves (FLOPs counted by
-``torch.utils.flop_counter``) next to the machine's dense float32 matmul rate measured in the
+(reference / (floor + two-loop floor)), the FLOP rate the floor achieves (FLOPs of the
+executed ops counted by ``torch.utils.flop_counter``, with a convolution-backward formula
+that knows grouped convolutions) next to the machine's dense float32 matmul rate measured in the
 same run, and the engine's peak memory (peak RSS of its process on the CPU,
 ``torch.cuda.max_memory_allocated`` on a GPU).
 
@@ -134,6 +135,22 @@ def _peak_mb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                         _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+    """FLOPs of ``aten.convolution_backward``: each of the input and weight gradients costs
+    what the convolution costs, 2 * batch * (spatial size of its smaller side) * prod(weight
+    shape), where the weight shape already holds only a group's input channels.
+
+    torch's own formula treats the weight gradient of a *grouped* convolution as ungrouped,
+    which overcounts the per-attack weight gradients (groups = N) N times.
+    """
+    from math import prod
+
+    spatial = (x_shape if transposed else grad_out_shape)[2:]
+    per_output = 2 * x_shape[0] * prod(spatial) * prod(w_shape)
+    return per_output * sum(bool(m) for m in output_mask[:2])
+
+
 def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
     """Seconds per attack-iteration of the reference, the engine and the floor; FLOPs per evaluation.
 
@@ -141,6 +158,7 @@ def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
     change in the machine's speed during the run affects both sides of the speed-up alike.
     The peak memory is the engine's, read before the reference first runs.
     """
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from wdlg_core.config import AttackConfig
@@ -164,7 +182,8 @@ def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
             ref.append(reference())
             step.append(_timed(attack.step, device, 1))
             floor.append(_timed(lambda: attack.closure(attack.z), device, 1))
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops}) \
+                as counter:
             attack.closure(attack.z)
         flops = counter.get_total_flops()
         history = int(attack.optimizer.history_len.max()) if hasattr(attack.optimizer, "history_len") else 0
