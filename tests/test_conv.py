@@ -18,7 +18,7 @@ def test_conv_transpose_by_phases_equals_torch(stride, padding, kernel, size, gr
     y = F.conv2d(x, w, stride=stride, padding=padding, groups=groups)
     d = torch.randn(y.shape, generator=gen, dtype=torch.float64)
     (ref,) = torch.autograd.grad(y, x, d)                        # the input gradient: a transposed convolution
-    assert phase_decomposable(w.shape, (stride, stride), groups)
+    assert phase_decomposable(w, (stride, stride), groups)
     got = conv_transpose(d, w, (stride, stride), (padding, padding), (size, size), groups=groups)
     assert got.shape == ref.shape
     assert torch.allclose(got, ref, rtol=1e-10, atol=1e-12)
@@ -28,7 +28,7 @@ def test_other_cases_use_torch_and_agree():
     gen = torch.Generator().manual_seed(0)
     d = torch.randn(2, 4, 8, 8, generator=gen, dtype=torch.float64)
     w = torch.randn(4, 4, 5, 5, generator=gen, dtype=torch.float64)
-    assert not phase_decomposable(w.shape, (1, 1)) and not phase_decomposable(w.shape, (2, 2))
+    assert not phase_decomposable(w, (1, 1)) and not phase_decomposable(w, (2, 2))
     for stride, size in ((1, 8), (2, 16), (2, 15)):
         dd = d if stride == 1 else d[:, :, :(size + 4 - 5) // 2 + 1, :(size + 4 - 5) // 2 + 1]
         ref = F.conv_transpose2d(dd, w, stride=stride, padding=2, output_padding=size - ((dd.shape[2] - 1) * stride + 1))

@@ -12,8 +12,8 @@ offsets e, so each of the s*s phases (r_h, r_w) is an ordinary stride-1 convolut
 input with a sub-kernel, and the s*s phase outputs interleave into the full output
 (``F.pixel_shuffle``). All phases run as one convolution with s*s times the output channels.
 
-Used where it measured faster: stride > 1 and fewer output than input channels per group
-(the first layer's input gradient). Elsewhere :func:`conv_transpose` is
+Used where it measured faster: on a CPU, stride > 1 and fewer output than input channels per
+group (the first layer's input gradient). Elsewhere :func:`conv_transpose` is
 ``F.conv_transpose2d``. Tests compare both with ``F.conv_transpose2d``.
 """
 from __future__ import annotations
@@ -40,11 +40,12 @@ def _phase_taps(stride: int, padding: int, kernel: int) -> tuple[torch.Tensor, i
     return idx, -lo
 
 
-def phase_decomposable(weight_shape, stride, groups: int = 1) -> bool:
+def phase_decomposable(weight: torch.Tensor, stride, groups: int = 1) -> bool:
     """Whether :func:`conv_transpose` uses the decomposition for this transposed convolution:
-    an equal stride > 1 on both axes and fewer output channels (weight_shape[1]) than input
-    channels per group (weight_shape[0] // groups)."""
-    return stride[0] == stride[1] > 1 and weight_shape[1] < weight_shape[0] // groups
+    a CPU tensor (where it was measured; a GPU keeps cuDNN's own), an equal stride > 1 on
+    both axes and fewer output channels (weight.shape[1]) than input channels per group
+    (weight.shape[0] // groups)."""
+    return weight.device.type == "cpu" and stride[0] == stride[1] > 1 and weight.shape[1] < weight.shape[0] // groups
 
 
 def conv_transpose(d: torch.Tensor, weight: torch.Tensor, stride, padding, out_hw, groups: int = 1) -> torch.Tensor:
@@ -61,7 +62,7 @@ def conv_transpose(d: torch.Tensor, weight: torch.Tensor, stride, padding, out_h
         (B, G*C, H, W). Differentiable w.r.t. d and weight.
     """
     out_hw = tuple(out_hw)
-    if not phase_decomposable(weight.shape, stride, groups):
+    if not phase_decomposable(weight, stride, groups):
         out_pad = [size - ((i - 1) * st - 2 * p + k) for size, i, st, p, k
                    in zip(out_hw, d.shape[2:], stride, padding, weight.shape[2:])]
         return F.conv_transpose2d(d, weight, stride=stride, padding=padding, output_padding=out_pad, groups=groups)

@@ -281,7 +281,7 @@ def bytes_per_attack(model: nn.Module, shape: tuple[int, ...], batch: int, confi
     """Estimated peak memory of one attack inside a batch, in bytes (float32).
 
     Optimiser state: L-BFGS keeps 2 * history_size vectors of the attack's D numbers, Adam 2.
-    Objective: the activations and unfolded input patches of every layer, and the per-image
+    Objective: the activations and input patch volume of every layer, and the per-image
     weight gradients, for the B images, kept for the double backward (a factor of 6 covers the
     explicit backward and the graph of the second). Models without an explicit layer sequence
     (vmap path) get a deliberately generous estimate. An estimate, not a measurement: the
@@ -297,7 +297,7 @@ def bytes_per_attack(model: nn.Module, shape: tuple[int, ...], batch: int, confi
         x = torch.zeros(1, *shape, device=p0.device, dtype=p0.dtype)
         for layer in (layers() if callable(layers) else [model]):
             y = layer(x)
-            if isinstance(layer, nn.Conv2d):  # unfolded input patches: C*k*k per output position
+            if isinstance(layer, nn.Conv2d):  # input patch volume C*k*k per output position (conv workspace)
                 acts += x.shape[1] * layer.kernel_size[0] * layer.kernel_size[1] * y.shape[2] * y.shape[3]
             acts += y.numel()
             x = y
