@@ -36,7 +36,7 @@ iteration grows with the pairs it keeps too), timed from step to step within one
 
 Usage::
 
-    .venv/bin/python benchmarks/attack_throughput.py                 # full table (~10 min, CPU)
+    .venv/bin/python benchmarks/attack_throughput.py                 # full table (~6 min on a 2-core CPU)
     .venv/bin/python benchmarks/attack_throughput.py --sizes 1 8 --warmup 5 --reps 3   # smoke
     .venv/bin/python benchmarks/attack_throughput.py --device cuda --sizes 1 8 32 128 512
 
