@@ -20,11 +20,12 @@ at once, it measures, per attack and iteration (one loss evaluation):
 plus the speed-up reference / engine (the ratio of the medians, and the smallest and largest
 ratio within one repetition), engine / floor, engine / (floor + two-loop floor) (for L-BFGS
 with a full history the evaluation floor alone is not the limit: the history's memory
-traffic adds to it), the best speed-up the floors allow (reference / (floor + two-loop floor)), the FLOP rate the floor achieves (FLOPs of the
-executed ops counted by ``torch.utils.flop_counter``, with a convolution-backward formula
-that knows grouped convolutions) next to the machine's dense float32 matmul rate measured in the
-same run, and the engine's peak memory (peak RSS of its process on the CPU,
-``torch.cuda.max_memory_allocated`` on a GPU).
+traffic adds to it), the best speed-up the floors allow (reference / (floor + two-loop
+floor)), the FLOP rate the floor achieves (FLOPs of the executed ops counted by
+``torch.utils.flop_counter``, with a convolution-backward formula that knows grouped
+convolutions) next to the machine's dense float32 matmul rate measured in the same run, and
+the engine's peak memory (peak RSS of its process on the CPU, ``torch.cuda.max_memory_allocated``
+on a GPU).
 
 Every time is the median of ``--reps`` repetitions. Each N runs in its own process, which
 times the reference, one engine step and the floor in turn within every repetition, so a
@@ -183,8 +184,8 @@ def child_engine(shape_name, optimizer, history, n, device, reps, warmup):
             ref.append(reference())
             step.append(_timed(attack.step, device, 1))
             floor.append(_timed(lambda: attack.closure(attack.z), device, 1))
-        with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flops}) \
-                as counter:
+        grouped_aware = {torch.ops.aten.convolution_backward: _conv_backward_flops}
+        with FlopCounterMode(display=False, custom_mapping=grouped_aware) as counter:
             attack.closure(attack.z)
         flops = counter.get_total_flops()
         history = int(attack.optimizer.history_len.max()) if hasattr(attack.optimizer, "history_len") else 0

@@ -26,8 +26,8 @@ def test_child_measures_reference_engine_and_floor(bench):
 
 def test_table_has_one_line_per_row(bench):
     row = {"shape": "28x28x1", "optimizer": "lbfgs", "N": 8, "reference_ms": 4.0, "engine_ms": 0.5,
-           "speedup": 8.0, "speedup_range": "7.0-9.0", "floor_ms": 0.25, "engine_over_floor": 2.0, "two_loop_floor_ms": 0.05,
-           "engine_over_floors": 0.5 / 0.3,
+           "speedup": 8.0, "speedup_range": "7.0-9.0", "floor_ms": 0.25, "engine_over_floor": 2.0,
+           "two_loop_floor_ms": 0.05, "engine_over_floors": 0.5 / 0.3,
            "best_speedup": 4.0 / 0.3, "floor_gflops": 20.0, "matmul_gflops": 100.0, "peak_mb": 400.0}
     lines = bench.format_table([row, row]).splitlines()
     assert len(lines) == 4 and lines[0].count("|") == len(bench.HEADERS) + 1

@@ -31,7 +31,8 @@ def test_other_cases_use_torch_and_agree():
     assert not phase_decomposable(w, (1, 1)) and not phase_decomposable(w, (2, 2))
     for stride, size in ((1, 8), (2, 16), (2, 15)):
         dd = d if stride == 1 else d[:, :, :(size + 4 - 5) // 2 + 1, :(size + 4 - 5) // 2 + 1]
-        ref = F.conv_transpose2d(dd, w, stride=stride, padding=2, output_padding=size - ((dd.shape[2] - 1) * stride + 1))
+        out_pad = size - ((dd.shape[2] - 1) * stride + 1)
+        ref = F.conv_transpose2d(dd, w, stride=stride, padding=2, output_padding=out_pad)
         assert torch.equal(conv_transpose(dd, w, (stride, stride), (2, 2), (size, size)), ref)
 
 

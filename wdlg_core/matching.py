@@ -95,7 +95,7 @@ class _PerAttackConvWeightGrad(torch.autograd.Function):
     def backward(ctx, g):                                                 # g (N, O, C, k, k)
         ab, db = ctx.saved_tensors
         n, kernel, padding, stride = ctx.args
-        weights = g.reshape(-1, *g.shape[2:])                             # (N*O, C, k, k): attack n's group of O filters
+        weights = g.reshape(-1, *g.shape[2:])                 # (N*O, C, k, k): attack n's group of O filters
         grad_a = grad_d = None
         if ctx.needs_input_grad[0]:
             grad_a = _attacks_from_groups(conv_transpose(db, weights, stride, padding, ab.shape[2:], groups=n), n)
@@ -135,7 +135,8 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
     for layer in layers:                                        # forward, keeping activations
         inputs.append(a)
         if isinstance(layer, nn.Conv2d) and phase_decomposable(layer.weight, layer.stride):
-            a = Conv2d.apply(a, layer.weight, layer.bias, tuple(layer.stride), tuple(layer.padding))  # faster input grad
+            # the same convolution, with a faster input gradient (wdlg_core.conv)
+            a = Conv2d.apply(a, layer.weight, layer.bias, tuple(layer.stride), tuple(layer.padding))
         else:
             a = layer(a)                                        # (N*B, ...): every attack's images at once
         outputs.append(a)
@@ -160,10 +161,8 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
             grads.append(g)
             if i == 0:                                           # the dummy data's own delta is not needed
                 continue
-            out_pad = [a_in.shape[2 + j] - ((delta.shape[2 + j] - 1) * layer.stride[j] - 2 * layer.padding[j]
-                                            + layer.dilation[j] * (w.shape[2 + j] - 1) + 1) for j in range(2)]
-            delta = F.conv_transpose2d(delta, w, stride=layer.stride, padding=layer.padding,
-                                       output_padding=out_pad, dilation=layer.dilation)  # (N*B, C, H, W)
+            delta = conv_transpose(delta, w, tuple(layer.stride), tuple(layer.padding),
+                                   a_in.shape[2:])               # (N*B, C, H, W)
         elif isinstance(layer, nn.Sigmoid):
             delta = delta * a_out * (1 - a_out)
         elif isinstance(layer, nn.LeakyReLU):
