@@ -92,19 +92,19 @@ class Conv2d(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, stride, padding):
         ctx.save_for_backward(x, weight)
-        ctx.args = (bias is not None, stride, padding)
+        ctx.args = (stride, padding)
         return F.conv2d(x, weight, bias, stride=stride, padding=padding)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):                                                # g (B, O, H', W')
         x, weight = ctx.saved_tensors
-        has_bias, stride, padding = ctx.args
+        stride, padding = ctx.args
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
             gx = conv_transpose(g, weight, stride, padding, x.shape[2:])
         if ctx.needs_input_grad[1]:
             gw = torch.nn.grad.conv2d_weight(x, weight.shape, g, stride=stride, padding=padding)
-        if has_bias and ctx.needs_input_grad[2]:
+        if ctx.needs_input_grad[2]:                                       # False when bias is None
             gb = g.sum((0, 2, 3))
         return gx, gw, gb, None, None

@@ -150,8 +150,9 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
             if layer.bias is not None:
                 g.append(d.sum(1))                               # (N, O)
             grads.append(g)
-            if i > 0:                                            # (the input's own gradient is not needed)
-                delta = delta @ layer.weight                     # (N*B, I)
+            if i == 0:                                           # the dummy data's own delta is not needed
+                continue
+            delta = delta @ layer.weight                         # (N*B, I)
         elif isinstance(layer, nn.Conv2d):
             w = layer.weight                                     # (O, C, k, k); delta (N*B, O, H', W')
             g = [_PerAttackConvWeightGrad.apply(a_in, delta, n, tuple(layer.kernel_size), tuple(layer.padding),
