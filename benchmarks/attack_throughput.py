@@ -12,10 +12,11 @@ at once, it measures, per attack and iteration (one loss evaluation):
 * floor: one batched forward + per-attack backward + double backward of the same N (the
   engine's loss-and-gradient evaluation alone, no optimiser), divided by N;
 * two-loop floor (L-BFGS only): the time the two-loop recursion needs just to read the kept
-  curvature pairs from memory, once per loop (4 * m * D numbers per attack), at the read
-  bandwidth of this machine measured in the same run (a plain sum over a 512 MiB tensor).
-  Once the N histories outgrow the caches (N = 128, D = 3072, m = 100: 315 MB), a two-loop
-  recursion over the whole batch cannot run faster than this;
+  curvature pairs from memory once (2 * m * D numbers per attack), at the read bandwidth of
+  this machine measured in the same run (a plain sum over a 512 MiB tensor). Once the N
+  histories outgrow the caches (N = 128, D = 3072, m = 100: 315 MB), no recursion can run
+  faster than this. The CPU engine's compiled recursion (``wdlg_core.two_loop``) reads them
+  from memory about once; the eager one (``two_loop="torch"``, used on a GPU) twice;
 
 plus the speed-up reference / engine (the ratio of the medians, and the smallest and largest
 ratio within one repetition), engine / floor, engine / (floor + two-loop floor) (for L-BFGS
@@ -279,8 +280,8 @@ def main(argv=None):
             for n in args.sizes:
                 # the reference is timed in the same process, in turn with the engine
                 eng = run_child({**base, "kind": "engine", "n": n, "warmup": warmup})
-                # the two loops read every kept pair (s, y) once each: 4 * L * D numbers per attack
-                two_loop_s = 4 * eng["history"] * eng["dim"] * 4 / (bw * 1e9)
+                # the recursion reads every kept pair (s, y) at least once: 2 * L * D float32 per attack
+                two_loop_s = 2 * eng["history"] * eng["dim"] * 4 / (bw * 1e9)
                 row = {"shape": shape, "optimizer": opt, "N": n,
                        "reference_ms": 1e3 * eng["reference_s"], "engine_ms": 1e3 * eng["engine_s"],
                        "speedup": eng["reference_s"] / eng["engine_s"], "floor_ms": 1e3 * eng["floor_s"],

@@ -38,7 +38,11 @@ L-BFGS (:class:`BatchedLBFGS`)
     (coefficient exactly 0, so it adds exactly nothing). When attacks disagree on the write
     pointer (one rejected a pair or stood still while others did not), the minority's buffers
     are rotated once so that slot k holds everyone's k-th newest pair; that keeps the loop
-    free of gathers. Step sizes, H_diag, the curvature test and the termination tests are
+    free of gathers. That is the eager recursion (``two_loop="torch"``, any device); on a
+    CPU the default runs each attack's recursion as one compiled loop instead
+    (:mod:`wdlg_core.two_loop`, which reads each attack's slots directly by its own write
+    pointer and needs no rotation), the same arithmetic at about half the memory traffic.
+    Step sizes, H_diag, the curvature test and the termination tests are
     (N,) tensors: an attack that meets a termination test simply does not move that step.
     The arithmetic is the same as torch's up to rounding (row-wise ``vecdot``/``addcmul``
     instead of BLAS ``dot``/``add(alpha=)``): the tests find 1e-16..1e-10 after 50 steps in
@@ -81,10 +85,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .two_loop import numba_available, two_loop_cpu
+
 #: valid ``line_search`` values of the L-BFGS classes
 LINE_SEARCHES = (None, "armijo")
 #: names accepted by :func:`make_optimizer`
 OPTIMIZERS = ("adam", "lbfgs")
+#: valid ``two_loop`` values of :class:`BatchedLBFGS`
+TWO_LOOPS = ("auto", "numba", "torch")
 #: torch.optim.LBFGS keeps a curvature pair only when y.s exceeds this
 CURVATURE_EPS = 1e-10
 
@@ -94,6 +102,21 @@ Closure = Callable[[Tensor], tuple[Tensor, Tensor]]
 def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     """Row-wise dot product of two (N, D) tensors -> (N,)."""
     return torch.linalg.vecdot(a, b)
+
+
+def _resolve_two_loop(two_loop: str, device: torch.device) -> str:
+    """``"auto"`` -> ``"numba"`` on a CPU with numba installed, else ``"torch"``; checks the others."""
+    if two_loop not in TWO_LOOPS:
+        raise ValueError(f"unknown two_loop {two_loop!r}; valid choices: {', '.join(TWO_LOOPS)}")
+    on_cpu = device.type == "cpu"
+    if two_loop == "auto":
+        return "numba" if on_cpu and numba_available() else "torch"
+    if two_loop == "numba":
+        if not on_cpu:
+            raise ValueError(f"two_loop='numba' runs on the CPU only, x is on {device}; use 'torch' or 'auto'")
+        if not numba_available():
+            raise ImportError("two_loop='numba' needs numba: pip install numba (or use two_loop='torch')")
+    return two_loop
 
 
 def _check_line_search(line_search, max_ls, c1, shrink):
@@ -191,6 +214,10 @@ class BatchedLBFGS(_BatchedBase):
             backtracking, see the module docstring).
         max_ls, c1, shrink: Armijo rounds per step, sufficient-decrease constant and
             backtracking factor (ignored when ``line_search`` is None).
+        two_loop: how the two-loop recursion runs: ``"numba"`` (one compiled loop per
+            attack, :mod:`wdlg_core.two_loop`; CPU only), ``"torch"`` (eager batched ops
+            over history slots; any device) or ``"auto"`` (numba on a CPU when it is
+            installed, else torch). Both give the same directions up to rounding.
 
     Attributes (all (N,) tensors unless stated): ``x``, ``diverged``, ``active``,
     ``func_evals`` (closure evaluations used by each attack), ``n_closure_calls`` (int,
@@ -199,11 +226,15 @@ class BatchedLBFGS(_BatchedBase):
     iterate), ``history_len`` (curvature pairs kept).
 
     Cost: two (m, N, D) buffers, i.e. 2*m*N*D numbers (N=128, D=3072, m=100, float32:
-    315 MB), and one step reads them twice (the two loops), so its own cost grows linearly
-    with the number of pairs kept and is memory-bound once the history is full.
+    315 MB). The eager recursion reads them from memory twice per step (once per loop); the
+    numba one about once (each attack's second loop finds its pairs in the caches). Either
+    way the optimiser's own cost grows linearly with the pairs kept and is memory-bound once
+    the history is full.
 
     Raises:
-        ValueError: bad ``x`` shape/dtype, lr <= 0, history_size < 1, unknown line_search.
+        ValueError: bad ``x`` shape/dtype, lr <= 0, history_size < 1, unknown line_search or
+            two_loop, ``two_loop="numba"`` for a tensor not on the CPU.
+        ImportError: ``two_loop="numba"`` without numba installed.
 
     Source: torch 2.13 ``torch.optim.LBFGS.step``; Nocedal & Wright Algorithm 7.4.
     """
@@ -211,11 +242,12 @@ class BatchedLBFGS(_BatchedBase):
     def __init__(self, x: Tensor, lr: float = 1.0, history_size: int = 100,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
                  line_search: str | None = None, max_ls: int = 10, c1: float = 1e-4,
-                 shrink: float = 0.5):
+                 shrink: float = 0.5, two_loop: str = "auto"):
         super().__init__(x, lr)
         if history_size < 1:
             raise ValueError(f"history_size must be >= 1, got {history_size}")
         _check_line_search(line_search, max_ls, c1, shrink)
+        self.two_loop = _resolve_two_loop(two_loop, self.x.device)
         self.m = int(history_size)
         self.tolerance_grad = float(tolerance_grad)
         self.tolerance_change = float(tolerance_change)
@@ -282,8 +314,17 @@ class BatchedLBFGS(_BatchedBase):
     def _direction(self, g: Tensor, rows_mask: Tensor) -> Tensor:
         """d = -H g by the two-loop recursion for the attacks in ``rows_mask``; (N, D).
 
-        Rows outside ``rows_mask`` get -H_diag * g with meaningless history terms masked out
-        (their result is discarded by the caller).
+        Rows outside ``rows_mask`` get -H_diag * g (their result is discarded by the caller).
+        """
+        if self.two_loop == "numba":
+            lens = torch.where(rows_mask, self.history_len, 0)
+            return two_loop_cpu(self._S, self._Y, self._ro, self._ptr, lens, self._H, g)
+        return self._direction_torch(g, rows_mask)
+
+    def _direction_torch(self, g: Tensor, rows_mask: Tensor) -> Tensor:
+        """:meth:`_direction` as eager batched ops, slot by slot over all attacks (any device).
+
+        History terms of rows outside ``rows_mask`` are masked out.
         """
         q = g.neg()  # (N, D)
         lens = torch.where(rows_mask, self.history_len, 0)
