@@ -10,8 +10,8 @@ Here the recursion of each attack runs from start to end in one thread (numba, `
 over the attacks). The attack's own history is 2 * m * D numbers (2.4 MB): the first loop
 reads it from memory, the second finds most of it still in the caches, and the work vector
 (D numbers) stays in the first-level cache. Measured at N = 128, D = 3072, m = 100 on the
-2-core CPU this project targets: 19-26 ms per recursion against 33-50 ms for the eager one,
-where one plain read of the history takes 10 ms (see ``benchmarks/attack_throughput.py``).
+2-core CPU this project targets: 21-26 ms per recursion against 33-50 ms for the eager one,
+where one plain read of the history takes 10-12 ms (see ``benchmarks/attack_throughput.py``).
 
 Arithmetic: Nocedal & Wright, *Numerical Optimization* (2nd ed.), Algorithm 7.4, as in torch
 2.13 ``torch.optim.LBFGS`` and :meth:`wdlg_core.optim.BatchedLBFGS._direction_torch`: the same
@@ -19,8 +19,9 @@ operations in the same order per attack, except that a dot product is summed in 
 partial sums (``fastmath={"reassoc"}``), so results agree to rounding (the tests compare the
 two in float64). An attack's result depends only on its own rows, whatever N is.
 
-numba compiles the kernel on first use (a few seconds, once per dtype) and caches it next to
-this file (``__pycache__``), so later processes load it in well under a second.
+numba compiles the kernel on first use (about 3 s, once per dtype) and caches it on disk
+(``__pycache__`` next to this file, or numba's user cache directory when that is read-only),
+so later processes load it in well under a second.
 """
 from __future__ import annotations
 
@@ -43,7 +44,6 @@ def _build_kernel():
     import numba
     import numpy as np
 
-    @numba.njit(parallel=True, fastmath={"reassoc"}, cache=True)
     def two_loop(S, Y, ro, ptr, lens, h_diag, g, out):  # pragma: no cover - compiled
         m, n_att, dim = S.shape
         for n in numba.prange(n_att):
@@ -75,7 +75,10 @@ def _build_kernel():
                 for j in range(dim):
                     q[j] += c * s[j]
 
-    return two_loop
+    try:
+        return numba.njit(parallel=True, fastmath={"reassoc"}, cache=True)(two_loop)
+    except RuntimeError:  # no writable cache location: compile in every process instead
+        return numba.njit(parallel=True, fastmath={"reassoc"})(two_loop)
 
 
 def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
