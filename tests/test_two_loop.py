@@ -67,9 +67,16 @@ def test_kernel_equals_eager_recursion_of_batched_lbfgs(dtype, rtol):
     torch.testing.assert_close(compiled[rows], eager[rows], rtol=rtol, atol=rtol * eager.abs().max().item())
 
 
-def test_kernel_is_independent_of_the_other_attacks():
+def test_kernel_is_independent_of_the_other_attacks_and_of_the_threads():
     S, Y, ro, ptr, lens, h_diag, g = random_history(6, 8, 40, torch.float32, seed=2)
     together = two_loop_cpu(S, Y, ro, ptr, lens, h_diag, g)
+    threads = torch.get_num_threads()
+    try:
+        for t in (1, 3, 8):  # the attacks split into t shares, one per thread
+            torch.set_num_threads(t)
+            assert torch.equal(two_loop_cpu(S, Y, ro, ptr, lens, h_diag, g), together)
+    finally:
+        torch.set_num_threads(threads)
     for i in range(8):
         alone = two_loop_cpu(S[:, i:i + 1], Y[:, i:i + 1], ro[:, i:i + 1], ptr[i:i + 1], lens[i:i + 1],
                              h_diag[i:i + 1], g[i:i + 1])

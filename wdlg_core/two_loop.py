@@ -6,12 +6,18 @@ CPU caches. Its eager PyTorch recursion walks the history slot by slot over all 
 (four batched ops per slot and loop), so the whole history streams in from memory twice per
 step, once per loop, and each op also reads and writes the (N, D) work vector.
 
-Here the recursion of each attack runs from start to end in one thread (numba, ``prange``
-over the attacks). The attack's own history is 2 * m * D numbers (2.4 MB): the first loop
-reads it from memory, the second finds most of it still in the caches, and the work vector
-(D numbers) stays in the first-level cache. Measured at N = 128, D = 3072, m = 100 on the
-2-core CPU this project targets: 21-26 ms per recursion against 33-50 ms for the eager one,
-where one plain read of the history takes 10-12 ms (see ``benchmarks/attack_throughput.py``).
+Here the recursion of each attack runs from start to end in one thread. The attack's own
+history is 2 * m * D numbers (2.4 MB): the first loop reads it from memory, the second finds
+most of it still in the caches, and the work vector (D numbers) stays in the first-level
+cache. Measured at N = 128, D = 3072, m = 100 on the 2-core CPU this project targets: 21-26 ms
+per recursion against 33-50 ms for the eager one, where one plain read of the history takes
+10-12 ms (see ``benchmarks/attack_throughput.py``).
+
+Threads: the loop is compiled by numba with ``nogil``, and each of ``torch.get_num_threads()``
+Python threads runs it on a contiguous share of the attacks. Those threads block while they
+wait. numba's own ``parallel=True`` would use its OpenMP layer, a second OpenMP runtime next
+to torch's whose idle threads spin: two notebooks running side by side on 2 cores (as
+``wdlg run`` does) then took 67 ms per L-BFGS step each, against 8.5 ms with this design.
 
 Arithmetic: Nocedal & Wright, *Numerical Optimization* (2nd ed.), Algorithm 7.4, as in torch
 2.13 ``torch.optim.LBFGS`` and :meth:`wdlg_core.optim.BatchedLBFGS._direction_torch`: the same
@@ -25,10 +31,14 @@ so later processes load it in well under a second.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import Tensor
 
 _kernel = None  # the compiled kernel, built on first use
+_pool = None  # ((process id, workers), ThreadPoolExecutor) running the other shares of attacks
 
 
 def numba_available() -> bool:
@@ -44,9 +54,9 @@ def _build_kernel():
     import numba
     import numpy as np
 
-    def two_loop(S, Y, ro, ptr, lens, h_diag, g, out):  # pragma: no cover - compiled
-        m, n_att, dim = S.shape
-        for n in numba.prange(n_att):
+    def two_loop(S, Y, ro, ptr, lens, h_diag, g, out, first, stop):  # pragma: no cover - compiled
+        m, _, dim = S.shape
+        for n in range(first, stop):  # attacks [first, stop) of the batch
             q = out[n]
             for j in range(dim):
                 q[j] = -g[n, j]
@@ -75,10 +85,19 @@ def _build_kernel():
                 for j in range(dim):
                     q[j] += c * s[j]
 
+    options = dict(nogil=True, fastmath={"reassoc"})
     try:
-        return numba.njit(parallel=True, fastmath={"reassoc"}, cache=True)(two_loop)
+        return numba.njit(cache=True, **options)(two_loop)
     except RuntimeError:  # no writable cache location: compile in every process instead
-        return numba.njit(parallel=True, fastmath={"reassoc"})(two_loop)
+        return numba.njit(**options)(two_loop)
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """A pool of ``count`` Python threads for the other shares of the attacks (per process)."""
+    global _pool
+    if _pool is None or _pool[0] != (os.getpid(), count):
+        _pool = ((os.getpid(), count), ThreadPoolExecutor(count, thread_name_prefix="wdlg-two-loop"))
+    return _pool[1]
 
 
 def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
@@ -95,7 +114,8 @@ def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
         g: (N, D) gradients.
 
     All CPU tensors of one floating dtype (float32 or float64), except the int64 ``ptr`` and
-    ``lens``.
+    ``lens``. The attacks are split into ``torch.get_num_threads()`` contiguous shares, one
+    per thread.
 
     Returns:
         (N, D) search directions -H g, a new tensor.
@@ -116,12 +136,16 @@ def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
         raise ValueError("two_loop_cpu runs on CPU tensors only; use the torch recursion on a GPU")
     if _kernel is None:
         _kernel = _build_kernel()
-    import numba
-
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     out = torch.empty_like(g)
     arrays = [t.detach().contiguous().numpy() for t in (S, Y, ro)]
     arrays += [t.detach().to(torch.int64).contiguous().numpy() for t in (ptr, lens)]
     arrays += [t.detach().contiguous().numpy() for t in (h_diag, g)]
-    _kernel(*arrays, out.numpy())
+    arrays.append(out.numpy())
+    shares = min(torch.get_num_threads(), n)
+    bounds = [n * i // shares for i in range(shares + 1)] if shares > 0 else [0, 0]
+    others = [_workers(shares - 1).submit(_kernel, *arrays, a, b)
+              for a, b in zip(bounds[1:-1], bounds[2:])] if shares > 1 else []
+    _kernel(*arrays, bounds[0], bounds[1])  # this thread takes the first share
+    for f in others:
+        f.result()
     return out
