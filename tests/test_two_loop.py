@@ -63,8 +63,13 @@ def test_kernel_equals_eager_recursion_of_batched_lbfgs(dtype, rtol):
     rows = torch.arange(n) % 3 != 2  # some attacks are not doing an iteration
     eager = opt._direction_torch(g, rows)  # rotates the minority's buffers first
     assert opt.n_realigned > 0
-    compiled = two_loop_cpu(S, Y, ro, ptr, torch.where(rows, lens, 0), h_diag, g)
-    torch.testing.assert_close(compiled[rows], eager[rows], rtol=rtol, atol=rtol * eager.abs().max().item())
+    compiled = BatchedLBFGS(torch.zeros(n, dim, dtype=dtype), history_size=m, two_loop="numba")
+    compiled._S, compiled._Y, compiled._ro = S, Y, ro
+    compiled._ptr, compiled.history_len, compiled._H = ptr, lens, h_diag
+    d = compiled._direction(g, rows)
+    assert compiled.n_realigned == 0  # each attack's slots are read by its own write pointer
+    torch.testing.assert_close(d[rows], eager[rows], rtol=rtol, atol=rtol * eager.abs().max().item())
+    assert torch.equal(d[~rows], -g[~rows] * h_diag[~rows, None])  # not iterating: -H_diag g
 
 
 def test_kernel_is_independent_of_the_other_attacks_and_of_the_threads():
@@ -72,7 +77,7 @@ def test_kernel_is_independent_of_the_other_attacks_and_of_the_threads():
     together = two_loop_cpu(S, Y, ro, ptr, lens, h_diag, g)
     threads = torch.get_num_threads()
     try:
-        for t in (1, 3, 8):  # the attacks split into t shares, one per thread
+        for t in (1, 3, 8, 16):  # the attacks split into min(t, N) shares, one per thread
             torch.set_num_threads(t)
             assert torch.equal(two_loop_cpu(S, Y, ro, ptr, lens, h_diag, g), together)
     finally:
@@ -83,8 +88,18 @@ def test_kernel_is_independent_of_the_other_attacks_and_of_the_threads():
         assert torch.equal(alone[0], together[i])  # bit for bit
 
 
+def test_no_attacks():
+    S, Y, ro, ptr, lens, h_diag, g = random_history(3, 4, 5, torch.float32)
+    d = two_loop_cpu(S[:, :0], Y[:, :0], ro[:, :0], ptr[:0], lens[:0], h_diag[:0], g[:0])
+    assert d.shape == (0, 5)
+
+
 def test_bad_input():
     S, Y, ro, ptr, lens, h_diag, g = random_history(3, 4, 5, torch.float32)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        two_loop_cpu(*[t.half() if t.is_floating_point() else t for t in (S, Y, ro, ptr, lens, h_diag, g)])
+    with pytest.raises(ValueError, match="integer"):
+        two_loop_cpu(S, Y, ro, ptr.float(), lens, h_diag, g)
     with pytest.raises(ValueError, match="g must be torch.float32 of shape"):
         two_loop_cpu(S, Y, ro, ptr, lens, h_diag, g.double())
     with pytest.raises(ValueError, match="ro must be"):
@@ -96,4 +111,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="CPU only"):
         _resolve_two_loop("numba", torch.device("cuda"))
     assert _resolve_two_loop("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _resolve_two_loop("numba", torch.device("cpu"), torch.bfloat16)
+    assert _resolve_two_loop("auto", torch.device("cpu"), torch.bfloat16) == "torch"
+    assert BatchedLBFGS(torch.zeros(2, 3, dtype=torch.bfloat16)).two_loop == "torch"
     assert _resolve_two_loop("torch", torch.device("cpu")) == "torch"

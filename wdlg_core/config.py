@@ -99,8 +99,9 @@ class AttackConfig:
             attack cannot blow up after converging; one iteration then costs one or more loss
             evaluations, see ``wdlg_core.optim``).
         history_size: L-BFGS curvature pairs kept per attack (torch's and DLG's default 100).
-            The batched L-BFGS reads its whole history twice per step, so on a CPU its cost
-            grows with this number (see ``benchmarks/attack_throughput.py``).
+            The batched L-BFGS reads its whole history at every step (about once on a CPU,
+            twice with the eager recursion on a GPU), so its cost grows with this number
+            (see ``wdlg_core.two_loop`` and ``benchmarks/attack_throughput.py``).
         iterations: number of optimiser iterations.
         seed: seed of the dummy data x' ~ N(0, 1) and dummy label y' ~ N(0, 1) (paper Table 1).
         loss: gradient-matching loss, ``"euclidean"``, ``"wasserstein"``, ``"cosine"`` or

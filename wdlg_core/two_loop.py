@@ -15,9 +15,10 @@ per recursion against 33-50 ms for the eager one, where one plain read of the hi
 
 Threads: the loop is compiled by numba with ``nogil``, and each of ``torch.get_num_threads()``
 Python threads runs it on a contiguous share of the attacks. Those threads block while they
-wait. numba's own ``parallel=True`` would use its OpenMP layer, a second OpenMP runtime next
-to torch's whose idle threads spin: two notebooks running side by side on 2 cores (as
-``wdlg run`` does) then took 67 ms per L-BFGS step each, against 8.5 ms with this design.
+wait. numba's own ``parallel=True`` would use its threading layer, OpenMP here: a second
+OpenMP runtime next to torch's, whose idle threads spin. Two notebooks running side by side
+on 2 cores (as ``wdlg run`` does) then took 67 ms per L-BFGS step each, against 8.3-8.8 ms
+with this design (and 12 ms with the eager recursion).
 
 Arithmetic: Nocedal & Wright, *Numerical Optimization* (2nd ed.), Algorithm 7.4, as in torch
 2.13 ``torch.optim.LBFGS`` and :meth:`wdlg_core.optim.BatchedLBFGS._direction_torch`: the same
@@ -32,13 +33,17 @@ so later processes load it in well under a second.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
+import numpy as np
 import torch
 from torch import Tensor
 
+#: dtypes the compiled kernel handles (others take the eager recursion)
+KERNEL_DTYPES = (torch.float32, torch.float64)
+
 _kernel = None  # the compiled kernel, built on first use
-_pool = None  # ((process id, workers), ThreadPoolExecutor) running the other shares of attacks
+_pool = None  # ((process id, threads), ThreadPoolExecutor) running the other shares of attacks
 
 
 def numba_available() -> bool:
@@ -52,7 +57,6 @@ def numba_available() -> bool:
 
 def _build_kernel():
     import numba
-    import numpy as np
 
     def two_loop(S, Y, ro, ptr, lens, h_diag, g, out, first, stop):  # pragma: no cover - compiled
         m, _, dim = S.shape
@@ -92,11 +96,14 @@ def _build_kernel():
         return numba.njit(**options)(two_loop)
 
 
-def _workers(count: int) -> ThreadPoolExecutor:
-    """A pool of ``count`` Python threads for the other shares of the attacks (per process)."""
+def _workers(threads: int) -> ThreadPoolExecutor:
+    """The pool of ``threads - 1`` Python threads that run the other shares (one per process)."""
     global _pool
-    if _pool is None or _pool[0] != (os.getpid(), count):
-        _pool = ((os.getpid(), count), ThreadPoolExecutor(count, thread_name_prefix="wdlg-two-loop"))
+    key = (os.getpid(), threads)
+    if _pool is None or _pool[0] != key:
+        if _pool is not None and _pool[0][0] == key[0]:
+            _pool[1].shutdown(wait=False)  # the thread count changed
+        _pool = (key, ThreadPoolExecutor(threads - 1, thread_name_prefix="wdlg-two-loop"))
     return _pool[1]
 
 
@@ -113,18 +120,21 @@ def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
         h_diag: (N,) initial Hessian scaling gamma = s.y / y.y of the newest pair.
         g: (N, D) gradients.
 
-    All CPU tensors of one floating dtype (float32 or float64), except the int64 ``ptr`` and
-    ``lens``. The attacks are split into ``torch.get_num_threads()`` contiguous shares, one
+    All CPU tensors of one floating dtype (float32 or float64), except the integer ``ptr``
+    and ``lens``. The attacks are split into ``torch.get_num_threads()`` contiguous shares, one
     per thread.
 
     Returns:
         (N, D) search directions -H g, a new tensor.
 
     Raises:
-        ValueError: a tensor not on the CPU, or mismatched dtypes or shapes.
+        ValueError: a tensor not on the CPU, a dtype other than float32/float64 (integers for
+            ``ptr`` and ``lens``), or mismatched dtypes or shapes.
         ImportError: numba is not installed (``pip install numba``).
     """
     global _kernel
+    if S.dim() != 3 or S.dtype not in KERNEL_DTYPES:
+        raise ValueError(f"S must be a (m, N, D) float32 or float64 tensor, got {S.dtype} {tuple(S.shape)}")
     m, n, dim = S.shape
     want = {"Y": (Y, (m, n, dim)), "ro": (ro, (m, n)), "h_diag": (h_diag, (n,)), "g": (g, (n, dim))}
     for name, (t, shape) in want.items():
@@ -132,20 +142,26 @@ def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
             raise ValueError(f"{name} must be {S.dtype} of shape {shape}, got {t.dtype} {tuple(t.shape)}")
     if tuple(ptr.shape) != (n,) or tuple(lens.shape) != (n,):
         raise ValueError(f"ptr and lens must have shape ({n},)")
+    if ptr.is_floating_point() or lens.is_floating_point():
+        raise ValueError("ptr and lens must be integer tensors")
     if any(t.device.type != "cpu" for t in (S, Y, ro, ptr, lens, h_diag, g)):
         raise ValueError("two_loop_cpu runs on CPU tensors only; use the torch recursion on a GPU")
     if _kernel is None:
         _kernel = _build_kernel()
-    out = torch.empty_like(g)
+    out = torch.empty(g.shape, dtype=g.dtype)  # C-contiguous whatever g's strides
     arrays = [t.detach().contiguous().numpy() for t in (S, Y, ro)]
     arrays += [t.detach().to(torch.int64).contiguous().numpy() for t in (ptr, lens)]
     arrays += [t.detach().contiguous().numpy() for t in (h_diag, g)]
     arrays.append(out.numpy())
-    shares = min(torch.get_num_threads(), n)
-    bounds = [n * i // shares for i in range(shares + 1)] if shares > 0 else [0, 0]
-    others = [_workers(shares - 1).submit(_kernel, *arrays, a, b)
-              for a, b in zip(bounds[1:-1], bounds[2:])] if shares > 1 else []
-    _kernel(*arrays, bounds[0], bounds[1])  # this thread takes the first share
+    threads = torch.get_num_threads()
+    shares = max(1, min(threads, n))
+    bounds = [n * i // shares for i in range(shares + 1)]
+    pool = _workers(threads) if shares > 1 else None
+    others = [pool.submit(_kernel, *arrays, a, b) for a, b in zip(bounds[1:-1], bounds[2:])] if pool else []
+    try:
+        _kernel(*arrays, bounds[0], bounds[1])  # this thread takes the first share
+    finally:
+        wait(others)  # never return (or raise) while a worker still reads the buffers
     for f in others:
-        f.result()
+        f.result()  # re-raise a worker's exception
     return out
