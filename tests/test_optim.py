@@ -107,6 +107,19 @@ def test_reference_equals_torch_lbfgs(problem, lr, history_size, tols, exit):
     assert (ref.n_iter < STEPS) == (exit == "grad")
 
 
+def assert_each_attack_matches_reference(opt, fs, x0, steps, kw):
+    """Attack i of the batched ``opt`` ends where LBFGSReference on fs[i] alone ends (to 1e-8),
+    with the same iteration and evaluation counts; returns the references."""
+    refs = [run_reference(f, x0[i], steps=steps, **kw) for i, f in enumerate(fs)]
+    for i, ref in enumerate(refs):
+        torch.testing.assert_close(opt.x[i], ref.x, rtol=1e-8, atol=1e-8)
+        assert float(opt.loss[i]) == pytest.approx(ref.loss, rel=1e-8, abs=1e-8)
+        assert int(opt.n_iter[i]) == ref.n_iter
+        assert int(opt.func_evals[i]) == ref.func_evals
+        assert bool(opt.moved[i]) == ref.moved
+    return refs
+
+
 @pytest.mark.parametrize("tolerance_grad", [1e-7, 1e-4])
 @pytest.mark.parametrize("history_size", [4, 100])
 @pytest.mark.parametrize("line_search", [None, "armijo"])
@@ -116,15 +129,9 @@ def test_batched_equals_reference_per_attack(history_size, line_search, toleranc
     kw = dict(lr=0.5, history_size=history_size, line_search=line_search,
               tolerance_grad=tolerance_grad)
     opt, _, moved = run_batched(fs, x0, two_loop="torch", **kw)  # the eager recursion
-    for i, f in enumerate(fs):
-        ref = run_reference(f, x0[i], **kw)
-        # not bit-exact: row-wise vecdot vs BLAS dot and addcmul vs add(alpha=) round
-        # differently, and 50 L-BFGS steps amplify that to ~1e-10 here
-        torch.testing.assert_close(opt.x[i], ref.x, rtol=1e-8, atol=1e-8)
-        assert float(opt.loss[i]) == pytest.approx(ref.loss, rel=1e-8, abs=1e-8)
-        assert int(opt.n_iter[i]) == ref.n_iter
-        assert int(opt.func_evals[i]) == ref.func_evals
-        assert bool(opt.moved[i]) == ref.moved
+    # not bit-exact: row-wise vecdot vs BLAS dot and addcmul vs add(alpha=) round
+    # differently, and 50 L-BFGS steps amplify that to ~1e-10 here
+    assert_each_attack_matches_reference(opt, fs, x0, STEPS, kw)
     # attacks stop moving (tolerance exits) at different steps, and the histories had to be
     # realigned because attacks kept different numbers of curvature pairs
     last_move = [int(moved[:, i].nonzero().max()) for i in range(len(fs))]
@@ -151,14 +158,8 @@ def test_numba_two_loop_equals_reference_per_attack(history_size, line_search, t
     opt, _, _ = run_batched(fs, x0, steps=25, two_loop="numba", **kw)
     assert opt.two_loop == "numba"
     assert opt._ptr.unique().numel() > 1  # attacks write different slots: each reads its own
-    for i, f in enumerate(fs):
-        ref = run_reference(f, x0[i], steps=25, **kw)
-        torch.testing.assert_close(opt.x[i], ref.x, rtol=1e-8, atol=1e-8)
-        assert float(opt.loss[i]) == pytest.approx(ref.loss, rel=1e-8, abs=1e-8)
-        assert int(opt.n_iter[i]) == ref.n_iter
-        assert int(opt.func_evals[i]) == ref.func_evals
-        assert bool(opt.moved[i]) == ref.moved
-        assert int(opt.history_len[i]) == len(ref.old_dirs)
+    refs = assert_each_attack_matches_reference(opt, fs, x0, 25, kw)
+    assert opt.history_len.tolist() == [len(ref.old_dirs) for ref in refs]
     assert not opt.diverged.any()
 
 

@@ -149,10 +149,8 @@ def two_loop_cpu(S: Tensor, Y: Tensor, ro: Tensor, ptr: Tensor, lens: Tensor,
     if _kernel is None:
         _kernel = _build_kernel()
     out = torch.empty(g.shape, dtype=g.dtype)  # C-contiguous whatever g's strides
-    arrays = [t.detach().contiguous().numpy() for t in (S, Y, ro)]
-    arrays += [t.detach().to(torch.int64).contiguous().numpy() for t in (ptr, lens)]
-    arrays += [t.detach().contiguous().numpy() for t in (h_diag, g)]
-    arrays.append(out.numpy())
+    ptr, lens = ptr.to(torch.int64), lens.to(torch.int64)
+    arrays = [t.detach().contiguous().numpy() for t in (S, Y, ro, ptr, lens, h_diag, g, out)]
     threads = torch.get_num_threads()
     shares = max(1, min(threads, n))
     bounds = [n * i // shares for i in range(shares + 1)]
