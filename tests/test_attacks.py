@@ -6,6 +6,7 @@ import torch
 
 from wdlg_core import run_attack
 from wdlg_core.data import load_images
+from wdlg_core.models import build_model
 from wdlg_core.result import AttackResult
 
 
@@ -103,3 +104,25 @@ def test_bad_shapes_and_ranges(digit):
         run_attack(images, torch.tensor([1, 2]), method="dlg")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         run_attack(images * 255, labels, method="dlg")
+    with pytest.raises(ValueError, match=r"\[0, 1\] \(no NaN\)"):
+        run_attack(images * float("nan"), labels, method="dlg")
+    with pytest.raises(ValueError, match="B >= 1"):
+        run_attack(images[:0], labels[:0], method="dlg")
+
+
+@pytest.mark.parametrize("labels, kwargs, match", [
+    ([-1], {}, r"0 \.\. 9"),
+    ([7], dict(num_classes=5), r"0 \.\. 4"),
+    ([10], dict(model=build_model("lenet", (1, 28, 28), 10)), r"0 \.\. 9"),
+])
+def test_labels_outside_the_model_classes(digit, labels, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        run_attack(digit[0], torch.tensor(labels), method="dlg", iterations=1, **kwargs)
+
+
+@pytest.mark.parametrize("device, match", [("gpu", "valid examples: cpu, cuda"), ("cuda:0", "sees no CUDA")])
+def test_bad_device_is_a_clear_error(digit, device, match):
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    with pytest.raises(ValueError, match=match):
+        run_attack(*digit, method="dlg", iterations=1, device=device)

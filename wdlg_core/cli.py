@@ -4,8 +4,8 @@
 
     wdlg attack --dataset mnist --method wdlg|dlg|idlg|ig --index 3 [--model lenet] [--iterations N]
                 [--optimizer lbfgs|adam] [--lr LR] [--seed S] [--estimator dirac|sorted|dual]
-                [--loss euclidean|wasserstein|cosine|sapag]
-                [--device cpu] [--out attack.png]
+                [--loss euclidean|wasserstein|cosine|sapag] [--line-search armijo|none]
+                [--[no-]signed] [--[no-]boxed] [--[no-]lr-decay] [--device cpu] [--out attack.png]
     wdlg data list [--root DIR]
     wdlg data download NAME [--root DIR]
     wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ...] [--no-build]
@@ -40,6 +40,7 @@ def _model_names() -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``wdlg`` argument parser (subcommands attack, data, run; see the module docstring)."""
     parser = argparse.ArgumentParser(prog="wdlg", description="WDLG Companion: gradient-inversion attacks and the book")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run}")
 
@@ -48,23 +49,31 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(ground truth | snapshots | final).")
     a.add_argument("--dataset", required=True, choices=_dataset_names())
     a.add_argument("--model", default=None, choices=_model_names(), help="default: the profile's (lenet)")
-    a.add_argument("--method", default="wdlg", choices=list(METHODS))
-    a.add_argument("--index", type=int, default=0, help="image index in the data source (default 0)")
+    a.add_argument("--method", default="wdlg", choices=list(METHODS), help="attack (default wdlg)")
+    a.add_argument("--index", type=int, default=0,
+                   help="image index (default 0) in the first source holding index + 1 images of the split "
+                        "(`wdlg data list`); with --split any, MNIST 0-19 are bundled test images and 20 on are "
+                        "training digits. The report names the source")
     a.add_argument("--profile", default="quick", choices=sorted(PROFILES),
                    help="defaults for optimizer, lr, iterations, estimator, device (default quick)")
     a.add_argument("--iterations", type=int, default=None)
     a.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     a.add_argument("--lr", type=float, default=None)
     a.add_argument("--line-search", default=None, choices=list(LINE_SEARCHES),
-                   help="L-BFGS line search (default: the profile's, armijo)")
+                   help="L-BFGS line search (default: the profile's, armijo; none with --optimizer adam)")
     a.add_argument("--seed", type=int, default=None, help="seed of the dummy data")
     a.add_argument("--model-seed", type=int, default=None, help="seed of the random model weights")
     a.add_argument("--estimator", default=None, choices=list(ESTIMATORS), help="Wasserstein estimator (WDLG)")
     a.add_argument("--loss", default=None, choices=list(LOSSES),
                    help="gradient-matching loss (default: the method's; e.g. sapag for SAPAG's distance)")
+    for flag, what in (("signed", "Adam on the sign of the gradient"), ("boxed", "clip the dummy image to [0, 1]"),
+                       ("lr-decay", "step decay of the learning rate")):
+        a.add_argument(f"--{flag}", default=None, action=argparse.BooleanOptionalAction,
+                       help=f"{what} (default: the method's: on for ig, off otherwise; Adam only)")
     a.add_argument("--device", default=None, help="torch device: cpu, cuda, cuda:1 (default: the profile's)")
-    a.add_argument("--split", default=None, choices=["test", "train", "any"])
-    a.add_argument("--data-root", default=None)
+    a.add_argument("--split", default=None, choices=["test", "train", "any"],
+                   help="data split (default: the profile's, any: test images first, then training images)")
+    a.add_argument("--data-root", default=None, help="torchvision data root (default $WDLG_DATA_ROOT, else ./data)")
     a.add_argument("--threads", type=int, default=None,
                    help="torch threads (default $WDLG_TORCH_THREADS, else 1: LeNet-size attacks run fastest on one)")
     a.add_argument("--snapshots", type=int, default=5, help="snapshot columns in the PNG (default 5)")
@@ -83,12 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="override the profile's device (cpu, cuda)")
     r.add_argument("--jobs", type=int, default=None, help="notebooks at once (default: number of cores)")
     r.add_argument("--only", action="append", default=None, metavar="NAME",
-                   help="run only this notebook (repeatable); names from notebooks/manifest.yml")
+                   help="run only this notebook (repeatable; names from notebooks/manifest.yml); the replication "
+                        "summary, which reads every page's results, runs again after it")
     r.add_argument("--threads", type=int, default=None,
                    help="torch threads per notebook (default: cores // jobs, at least 1)")
     r.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
-    r.add_argument("--data-root", default=None, help="torchvision data root (default $WDLG_DATA_ROOT or ./data)")
-    r.add_argument("--results-root", default=None, help="results folder (default $WDLG_RESULTS_ROOT or ./results)")
+    r.add_argument("--data-root", default=None,
+                   help="torchvision data root (default $WDLG_DATA_ROOT, else ./data in the repository)")
+    r.add_argument("--results-root", default=None,
+                   help="results folder (default $WDLG_RESULTS_ROOT, else results/ in the repository)")
     return parser
 
 
@@ -100,17 +112,20 @@ def _snapshot_iterations(iterations: int, k: int) -> tuple[int, ...]:
 
 
 def cmd_attack(args) -> int:
+    """``wdlg attack``: one attack on one real image; prints a report, writes a PNG, returns 0."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from .data import dataset_info, load_images
+    from .data import dataset_info, image_source, load_images
     from .experiments import THREADS_ENV, Job, check_device, configure_threads, images_fingerprint, run_one
     from .plotting import DATASET_NAMES, METHOD_NAMES, set_theme, snapshot_grid
     from .profiles import get_profile
     from .store import Case
 
+    # the profile's line search (armijo) is an L-BFGS option: another optimiser runs without one
+    line_search = args.line_search or ("none" if args.optimizer not in (None, "lbfgs") else None)
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-                    line_search=args.line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
+                    line_search=line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
                     split=args.split,
                     # the profile validates its methods with its own optimiser (L-BFGS): Inverting
                     # Gradients' settings are applied below, so it is not validated there
@@ -119,13 +134,16 @@ def cmd_attack(args) -> int:
     if args.index < 0:
         raise ValueError(f"--index must be >= 0, got {args.index}")
     info = dataset_info(args.dataset)
+    where = image_source(args.dataset, 1, split=p.split, source=p.source, root=args.data_root, offset=args.index)
     images, labels = load_images(args.dataset, 1, split=p.split, source=p.source, root=args.data_root,
                                  offset=args.index)  # (1, C, H, W), (1,)
     overrides = {"loss": args.loss} if args.loss else {}
+    flags = {"signed": args.signed, "boxed": args.boxed, "lr_decay": args.lr_decay}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
     if args.method == "ig":  # Inverting Gradients runs its own optimiser (Adam, lr 0.1) unless told otherwise
         ig = METHOD_DEFAULTS["ig"]
         overrides.update(optimizer=args.optimizer or ig["optimizer"], lr=args.lr or ig["lr"],
-                         line_search=args.line_search or "none")
+                         line_search=line_search or "none")
     config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots), **overrides)
     case = Case(args.dataset, (args.index,), p.model, p.model_seed, p.split, p.source, info.num_classes,
                 images_fingerprint(images))
@@ -137,6 +155,7 @@ def cmd_attack(args) -> int:
     print(f"{METHOD_NAMES.get(args.method, args.method)} on {DATASET_NAMES[args.dataset]} image {args.index}, "
           f"{p.model}, {config.optimizer} lr {config.lr:g} (line search {config.line_search}), loss "
           f"{config.matching_loss}, {p.iterations} iterations, device {p.device}")
+    print(f"  image               : {where['source']} {where['split']} image {args.index} ({where['path']})")
     print(f"  label restored/true : {int(r.labels[0])} / {int(r.true_labels[0])}")
     print(f"  MSE                 : {r.mse:.3e}")
     print(f"  PSNR                : {psnr} dB")
@@ -157,6 +176,7 @@ def cmd_attack(args) -> int:
 
 
 def cmd_data(args) -> int:
+    """``wdlg data list`` (the image sources found) or ``wdlg data download NAME``; returns 0."""
     from .data import describe_sources, download
 
     if args.data_command == "list":
@@ -173,6 +193,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_run(args) -> int:
+    """``wdlg run``: execute notebooks and build the book (:func:`wdlg_core.runner.run`)."""
     from .runner import run
 
     if args.jobs is not None and args.jobs < 1:
@@ -183,13 +204,14 @@ def cmd_run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wdlg`` console script. Returns the exit code; bad input
-    (ValueError, including missing data) prints ``wdlg: error: ...`` and returns 2."""
+    (ValueError, including missing data) and a failed download (ConnectionError) print
+    ``wdlg: error: ...`` and return 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run}[args.command]
     try:
         return handler(args)
-    except ValueError as err:
+    except (ValueError, ConnectionError) as err:
         print(f"wdlg: error: {err}", file=sys.stderr)
         return 2
 

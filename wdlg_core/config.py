@@ -109,8 +109,9 @@ class AttackConfig:
         estimator: Wasserstein estimator (used when the loss is ``"wasserstein"``): ``"dirac"``
             (closed form, per-layer L2 norm), ``"sorted"`` (exact 1-D W1 of the entries) or
             ``"dual"`` (the paper's Kantorovich-Rubinstein critic, Algorithm 2).
-        critic_steps, critic_lr, critic_clip: the dual critic's ascent steps per function
-            evaluation, its step size, and the WGAN weight-clipping bound c (Lipschitz constant).
+        critic_steps, critic_lr, critic_clip: the dual critic's ascent steps per iteration
+            (taken before the optimiser step, so a line search sees one fixed loss), its step
+            size, and the WGAN weight-clipping bound c (Lipschitz constant).
         success_mse: an attack succeeds when its final image MSE is below this value.
         snapshots: iterations (1-based) at which to keep a copy of the dummy image; the
             initial dummy is iteration 0.
@@ -166,7 +167,8 @@ class AttackConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("line_search", self.line_search, LINE_SEARCHES)
         if self.line_search != "none" and self.optimizer != "lbfgs":
-            raise ValueError(f"line_search {self.line_search!r} needs optimizer 'lbfgs'")
+            raise ValueError(f"line_search {self.line_search!r} needs optimizer 'lbfgs', got {self.optimizer!r} "
+                             "(pass line_search='none'; CLI: --line-search none)")
         if self.loss is not None:
             _choice("loss", self.loss, LOSSES)
         _choice("wasserstein estimator", self.estimator, ESTIMATORS)
@@ -182,7 +184,8 @@ class AttackConfig:
             raise ValueError(f"tv_weight must be >= 0, got {self.tv_weight}")
         adam_only = [n for n in ("signed", "boxed", "lr_decay") if getattr(self, n)]
         if adam_only and self.optimizer != "adam":
-            hint = (" (method 'ig' turns them on by default: pass them as False to use L-BFGS)"
+            hint = (" (method 'ig' turns them on by default: pass them as False to use L-BFGS; CLI: "
+                    + " ".join(f"--no-{n.replace('_', '-')}" for n in adam_only) + ")"
                     if self.method == "ig" else "")
             raise ValueError(f"{', '.join(adam_only)} need optimizer 'adam', got {self.optimizer!r}{hint}")
         object.__setattr__(self, "snapshots", tuple(sorted(set(int(s) for s in self.snapshots))))
@@ -235,6 +238,7 @@ class AttackConfig:
         return self.lr * LR_DECAY_GAMMA ** sum(1 for m in self.lr_milestones() if m < step)
 
     def replace(self, **changes) -> "AttackConfig":
+        """A copy with ``changes`` applied and validated again (ValueError as in the constructor)."""
         return dataclasses.replace(self, **changes)
 
 

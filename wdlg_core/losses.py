@@ -249,6 +249,7 @@ class DualCritic(BatchedDualCritic):
     """One attack's :class:`BatchedDualCritic`: unbatched gradient lists, scalar value."""
 
     def update(self, dummy: Grads, true: Grads) -> None:
+        """Train the critic at one attack's dummy gradient (tensors shaped like the parameters)."""
         _check(dummy, true)
         super().update([d[None] for d in dummy], [t[None] for t in true])
 

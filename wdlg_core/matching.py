@@ -225,6 +225,8 @@ class MatchingObjective:
         self.path = "explicit" if self.layers is not None else "vmap"
 
     def dummy_gradients(self, x: torch.Tensor, target: torch.Tensor) -> Grads:
+        """The N dummy gradients dW'_i, one tensor (N, *param.shape) per parameter, with a graph
+        for the double backward; x (N, B, C, H, W), target (N, B) int64 or (N, B, K)."""
         if self.path == "explicit":
             return explicit_gradients(self.layers, x, target, self.loss_kind)
         return vmap_gradients(self.model, x, target, self.loss_kind)

@@ -1,6 +1,6 @@
 """Profiles: how big a run of the book is. Same code, different counts.
 
-``quick`` runs the whole book on a 2-core CPU in minutes (few images, fewer iterations);
+``quick`` runs the whole book on a 2-core CPU in minutes (a few images per dataset);
 ``paper`` follows the paper's Table 1/2 scale (300 images where the data source has them,
 448 iterations) and is meant for a GPU; both use the optimiser settings explained below. Notebooks take every setting from
 the profile unless one of their parameters overrides it (a parameter of None means "take it
@@ -101,6 +101,7 @@ class Profile:
         return AttackConfig(**{**settings, **overrides})
 
     def to_dict(self) -> dict:
+        """The profile as a JSON-able dict (tuples as lists), recorded in results files."""
         d = dataclasses.asdict(self)
         d["datasets"] = list(self.datasets)
         d["methods"] = list(self.methods)

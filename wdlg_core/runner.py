@@ -94,7 +94,10 @@ def load_manifest(path: str | os.PathLike | None = None) -> list[NotebookSpec]:
 
 
 def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSpec]:
-    """The specs named in ``only`` (all when empty).
+    """The specs named in ``only`` (all when empty), plus the ``final`` ones.
+
+    A final notebook (the replication summary) reads every page's results file, so it runs
+    again after any page: otherwise it would keep showing the results of an earlier run.
 
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
@@ -105,7 +108,7 @@ def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSp
     unknown = [n for n in only if n not in names]
     if unknown:
         raise ValueError(f"unknown notebook(s) {unknown}; valid names: {', '.join(names)}")
-    return [s for s in specs if s.name in only]
+    return [s for s in specs if s.name in only or s.final]
 
 
 def _cell_description(err) -> str:

@@ -83,6 +83,7 @@ class Case:
         return hash(canonical_json(self.to_dict()))
 
     def to_dict(self) -> dict:
+        """JSON-able dict of the case (``defense`` left out when None)."""
         d = asdict(self)
         d["indices"] = list(self.indices)
         if d["defense"] is None:
@@ -91,6 +92,7 @@ class Case:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Case":
+        """The inverse of :meth:`to_dict`."""
         return cls(**{**d, "indices": tuple(d["indices"])})
 
 
@@ -184,6 +186,7 @@ class ResultStore:
 
     @property
     def attack_folder(self) -> Path:
+        """``<root>/<profile>/attacks``: one record per attack (``<key>.json`` and ``<key>.npz``)."""
         return self.folder / "attacks"
 
     def key(self, config: AttackConfig | Mapping, case: Case | Mapping) -> str:
@@ -306,6 +309,7 @@ class ResultStore:
 
     # --- notebook summaries --------------------------------------------------------------
     def summary_path(self, name: str) -> Path:
+        """``<root>/<profile>/<name>.json``: a notebook's results file."""
         return self.folder / f"{name}.json"
 
     def write_summary(self, name: str, payload: Mapping) -> Path:
