@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from wdlg_core.experiments.architectures import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, PARTLY, SEED_MAX_ITER,
-                                                 SEED_STEPS, iterations_to_fraction, mse_at, resize_images,
-                                                 run_architectures, seed_claims, study_settings,
-                                                 summarize_architectures)
+from wdlg_core.experiments.architectures import (DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, MISSING, PARTLY,
+                                                 SEED_MAX_ITER, SEED_STEPS, iterations_to_fraction, mse_at,
+                                                 number_text, resize_images, run_architectures, seed_claims,
+                                                 study_settings, summarize_architectures)
 from wdlg_core.gradients import parameter_gradient
 from wdlg_core.matching import vmap_gradients
 from wdlg_core.models import build_model
@@ -132,6 +132,25 @@ def test_seed_claims_one_stuck_curve_makes_ordering_claims_inconclusive():
     v = seed_claims(t, c).set_index("claim")["verdict"]
     assert v["lenet_order_smaller"] == HOLDS
     assert v["densenet_like_resnet"] == INCONCLUSIVE and v["densenet_faster"] == INCONCLUSIVE
+
+
+def test_seed_claims_missing_numbers_read_n_a_never_nan():
+    assert number_text(math.nan) == MISSING == "n/a" and number_text(None) == "n/a"
+    assert number_text(0.01234) == "0.0123" and number_text(40.0, "g") == "40"
+    # ResNet-18's curve never decreases: its iterations to 90% are NaN (the table shows "-")
+    t, c = _synthetic({"lenet": 1e-3, "resnet18": 2e-2, "densenet121": 3e-2, "inception_v3": 0.1},
+                      to90={"resnet18": math.nan, "densenet121": 1000})
+    claims = seed_claims(t, c).set_index("claim")
+    text = claims.loc["densenet_faster", "ours"]
+    assert "ResNet-18 n/a (of 6000)" in text and "did not decrease" in text
+    assert claims.loc["densenet_faster", "verdict"] == INCONCLUSIVE
+    # Inception-v3's MSE is missing: n/a in the text and no verdict drawn from it
+    t.loc[t["arch"] == "inception_v3", "mse"] = math.nan
+    claims = seed_claims(t, c).set_index("claim")
+    text = claims.loc["inception_fails", "ours"]
+    assert "final MSE n/a" in text and "ratio n/a" in text
+    assert claims.loc["inception_fails", "verdict"] == INCONCLUSIVE
+    assert not claims["ours"].str.contains("nan").any()
 
 
 def test_tiny_real_run_and_store_reuse(tmp_path):

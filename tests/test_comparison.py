@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from wdlg_core.experiments.comparison import (CASES, METHODS, available_methods, binary_labels, claims,
-                                               display_table, prepare_images, run_comparison, summarize)
+                                               display_table, display_time_success, prepare_images, run_comparison,
+                                               summarize)
 from wdlg_core.paper import TABLE3
 from wdlg_core.store import ResultStore
 from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
@@ -65,6 +66,14 @@ def test_summarize_and_claims_known_values():
     shown = display_table(s)
     assert shown.loc["WDLG", "LeNet + MNIST"] == "0.011 ± 0.001" and shown.loc["WDLG", "CNN6 + MNIST"] == "n/a"
     assert display_table(s, paper=True).loc["R-GAP", "LeNet + MNIST"] == "0.0012 ± 0.00054"
+    rates = display_time_success(s)
+    assert rates.loc["WDLG", ("time per attack (s)", "LeNet + MNIST")] == "3.00"
+    assert rates.loc["R-GAP", ("success rate", "LeNet + MNIST")] == "100%"
+    # a method not run on a case reads "n/a" as in display_table, never "nan" / "nan%"
+    assert rates.loc["R-GAP", ("time per attack (s)", "CNN6 + CIFAR-10")] == "n/a"
+    assert rates.loc["R-GAP", ("success rate", "CNN6 + CIFAR-10")] == "n/a"
+    assert not rates.apply(lambda col: col.str.contains("nan")).any().any()
+    assert list(rates.index) == list(shown.index)
 
 
 def test_run_comparison_tiny_real_case(tmp_path):
@@ -102,6 +111,9 @@ def test_tab03_notebook_executes(tmp_path, monkeypatch):
     assert {c["claim"] for c in summary["claims"]} == {"WDLG beats DLG", "WDLG beats R-GAP"}
     assert all(v["summary"]["rank_index"] == 0 for v in summary["rank_analysis"].values())
     assert (tmp_path / "results" / "quick" / "tab03_method_comparison.png").exists()
+    html = " ".join(o.get("data", {}).get("text/html", "") for c in nb.cells if c.cell_type == "code"
+                    for o in c.outputs)
+    assert ">nan<" not in html and "nan%" not in html  # missing values read "n/a"
 
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)

@@ -19,6 +19,22 @@ def test_committed_without_outputs_and_parameters_first():
                                               "seed", "device"))
 
 
+def test_gallery_scale_note_states_what_differs_from_the_paper_profile():
+    from wdlg_core.experiments.gallery import scale_note
+    from wdlg_core.profiles import get_profile
+
+    quick, paper = get_profile("quick"), get_profile("paper")
+    note = scale_note(quick)
+    assert f"{quick.gallery_images} images per dataset (fewer than the paper profile's {paper.gallery_images})" in note
+    direction = "more" if quick.iterations > paper.iterations else "fewer"
+    assert f"{quick.iterations} iterations per attack ({direction} than the paper profile's {paper.iterations})" in note
+    assert "illustrate rather than measure" in note
+    short = scale_note(paper.override(iterations=paper.iterations - 1))
+    assert "(fewer than the paper profile's" in short and "illustrate" in short
+    same = scale_note(paper)
+    assert "(the same as the paper profile's" in same and "illustrate" not in same
+
+
 @pytest.mark.slow
 def test_gallery_notebook_executes(tmp_path, monkeypatch):
     nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", datasets=["mnist", "svhn"], n_images=1,

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from wdlg_core.experiments.gallery import run_gallery
 from wdlg_core.experiments.settings import image_sources, settings_table, source_plan
 from wdlg_core.experiments.success import (HOLDS, DOES_NOT_HOLD, INCONCLUSIVE, bootstrap_mean_interval, claims,
                                            run_success, summarize_success, verdict, wilson_interval)
-from wdlg_core.paper import TABLE2
+from wdlg_core.paper import FIGURE11_ITERATIONS, TABLE2, TABLE2_ITERATIONS
 from wdlg_core.profiles import get_profile
 from wdlg_core.store import ResultStore
 from notebook_checks import assert_clean_and_parameterized, execute_notebook, glue_keys
@@ -156,12 +157,37 @@ def test_settings_tables():
     over = settings_table(quick.override(iterations=7))
     assert over.set_index("setting").loc["iterations", "this run"] == "7"
 
+    paper_iterations = table.set_index("setting").loc["iterations", "paper"]
+    assert f"{TABLE2_ITERATIONS} in Table 2 and Figures 8-14" in paper_iterations
+    assert f"{FIGURE11_ITERATIONS} in the text on Figure 11" in paper_iterations
+
     plan = source_plan({"q": quick, "p": get_profile("paper")}, "svhn")
     assert plan["q"]["attacked"] == 4 and plan["p"]["attacked"] == 4 and plan["p"]["requested"] == 300
     assert source_plan({"q": quick}, "cifar10") == {"q": None}  # not a dataset of the profile
     src = image_sources({"quick": quick}).set_index("dataset")
     assert list(src.index) == ["MNIST", "Fashion-MNIST", "SVHN", "CIFAR-10", "CIFAR-100"]
     assert src.loc["SVHN", "quick"].endswith("4 of 4") and src.loc["CIFAR-10", "quick"].startswith("not in")
+
+
+def test_settings_estimator_text_states_what_the_dual_critic_converges_to():
+    """The page's explanation of the 'dual' estimator against what the critic computes: it
+    converges to clip x the summed L1 norms (dual_closed_form), not to the 'dirac' L2 norm."""
+    from wdlg_core.config import AttackConfig
+    from wdlg_core.losses import DualCritic, dual_closed_form, wasserstein_dirac
+
+    text = settings_table(get_profile("quick")).set_index("setting").loc["Wasserstein estimator (WDLG)", "explanation"]
+    clip = AttackConfig().critic_clip
+    assert f"c = {clip:g}" in text and "L1 norm" in text and "not to the L2 norm" in text
+    assert "should converge" not in text
+    g = torch.Generator().manual_seed(0)
+    dummy, true = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)], [torch.randn(4, 3, generator=g),
+                                                                                  torch.randn(5, generator=g)]
+    critic = DualCritic(clip=clip)
+    for _ in range(10):
+        critic.update(dummy, true)
+    value = critic(dummy, true)
+    assert torch.isclose(value, dual_closed_form(dummy, true, clip), rtol=1e-4)
+    assert not torch.isclose(value, wasserstein_dirac(dummy, true), rtol=0.5)
 
 
 # --- notebooks --------------------------------------------------------------------------------

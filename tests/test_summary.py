@@ -75,6 +75,40 @@ def test_format_helpers():
     assert sm.fmt_ci(5.0, 5.0, 5.0) == "5" and sm.fmt_ci(2.0, None, 3.0) == "2"
 
 
+def test_fmt_count_prints_integers_as_integers():
+    assert sm.fmt_count(40.0) == "40" and sm.fmt_count(448) == "448" and sm.fmt_count(12000.0) == "12000"
+    assert sm.fmt_count(2.5) == "2.5" and sm.fmt_count(None) == "-" and sm.fmt_count(math.nan) == "-"
+
+
+def test_architecture_rows_from_a_written_results_file_show_no_none_nan_or_float_counts():
+    """seed_claims -> JSON as the architectures page writes it (NaN -> null, ints -> floats in a
+    column with missing values) -> the summary's rows."""
+    import numpy as np
+    from wdlg_core.experiments.architectures import seed_claims
+
+    rows, curves = [], []
+    for a, final, to90 in (("lenet", 1e-3, 3.0), ("resnet18", 0.2, math.nan), ("densenet121", 3e-2, 2.0)):
+        its = np.arange(0, 41, 10)
+        mse = np.linspace(0.2, final, len(its))
+        curves.append(pd.DataFrame({"arch": a, "method": "dlg", "index": 0, "iteration": its, "mse": mse}))
+        rows.append({"arch": a, "method": "dlg", "index": 0, "iterations": 40 if a != "densenet121" else 30,
+                     "mse": final, "first_mse": 0.2, "flat_mse": 0.03, "iterations_to_90": to90})
+    claims = seed_claims(pd.DataFrame(rows), pd.concat(curves, ignore_index=True))
+    doc = json.loads(json.dumps({"claims": claims.astype(object).where(claims.notna(), None).to_dict("records")}))
+    assert {c["at_iteration"] for c in doc["claims"]} >= {40.0, None}  # what the page writes
+    table = pd.DataFrame(sm.architecture_rows(doc))
+    text = " ".join(table["ours"]) + " " + " ".join(table["note"])
+    assert "compared at update 40;" in text and "not compared at one update" in text
+    for bad in ("None", "nan", "40.0"):
+        assert bad not in text, bad
+
+
+def test_noise_rows_label_the_cifar100_figures():
+    settings = list(pd.DataFrame(sm.noise_rows(None))["setting"])
+    assert settings == ["CIFAR-100, sigma = 2 (Figure 12)", "CIFAR-100, sigma = 4 (Figure 13)",
+                        "CIFAR-100, sigma = 10 (Figure 14)"]  # Figure 11: Fashion-MNIST and SVHN
+
+
 def test_missing_folder_gives_not_run_rows_for_every_claim(tmp_path):
     table = sm.collect_claims(tmp_path / "nowhere")
     assert list(table.columns) == sm.COLUMNS

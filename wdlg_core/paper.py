@@ -29,6 +29,9 @@ TABLE2 = {
     "cifar100": {"dlg": {"success": 0.76, "time_s": 2315}, "wdlg": {"success": 0.81, "time_s": 1510}},
 }
 TABLE2_ITERATIONS = 448
+#: Figures 8-14 use Table 2's budget (captions of 8-10, text on 12-14), except that the text on
+#: Figure 11 (Section 4.5) says "440 iterative attacks".
+FIGURE11_ITERATIONS = 440
 
 #: Table 3: reconstruction MSE (mean, std); method -> (model, dataset) -> (mean, std).
 TABLE3 = {

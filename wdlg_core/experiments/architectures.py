@@ -82,6 +82,22 @@ SEED002_CLAIMS = {
 
 #: Verdict labels.
 HOLDS, DOES_NOT_HOLD, PARTLY, INCONCLUSIVE = "holds", "does not hold", "partly", "inconclusive"
+#: How :func:`seed_claims` writes a missing (NaN/None) number in its ``ours`` text.
+MISSING = "n/a"
+
+
+def number_text(x, spec: str = ".3g") -> str:
+    """``x`` formatted with ``spec``, or :data:`MISSING` when it is None or NaN (never "nan")."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return MISSING
+    return format(x, spec)
+
+
+def _ratio(a: float, b: float) -> float:
+    """a / b; NaN when either is NaN (a missing value), inf when b <= 0."""
+    if math.isnan(a) or math.isnan(b):
+        return math.nan
+    return a / b if b > 0 else math.inf
 
 
 @dataclass(frozen=True)
@@ -382,11 +398,14 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
     Any claim whose architectures were not run is ``inconclusive`` with the reason.
     A curve that has barely moved (MSE at the compared iteration above 90% of its start) makes
     every ordering claim that compares it ``inconclusive``: the budget was too small to say
-    anything (each network a claim compares must have moved).
+    anything (each network a claim compares must have moved). A number that is missing (NaN,
+    e.g. a curve that never decreased) makes its claim ``inconclusive`` and reads as
+    :data:`MISSING` ("n/a") in the text, never "nan".
 
     Returns:
-        One row per claim: claim, statement (the seed's words), test, at_iteration, ours (the
-        numbers, as text), value (the main ratio or count), verdict.
+        One row per claim: claim, statement (the seed's words), test, at_iteration (the
+        update compared at; NaN where the networks are not compared at one update), ours
+        (the numbers, as text), value (the main ratio or count; NaN when missing), verdict.
     """
     t = table[table["method"] == method]
     have = set(t["arch"])
@@ -412,20 +431,21 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
     if not missing("lenet_order_smaller", ("lenet", "resnet18")):
         at = min(its["lenet"], its["resnet18"])
         le, rn = mse_at(curves, "lenet", method, at), mse_at(curves, "resnet18", method, at)
-        r = rn / le if le > 0 else math.inf
+        r = _ratio(rn, le)
         v = HOLDS if r >= 10 else PARTLY if r > 1 else DOES_NOT_HOLD
-        if not (moved("lenet", at) and moved("resnet18", at)):
+        if math.isnan(r) or not (moved("lenet", at) and moved("resnet18", at)):
             v = INCONCLUSIVE
-        add("lenet_order_smaller", at, f"LeNet {le:.3g}, ResNet-18 {rn:.3g} (ratio {r:.3g})", r, v)
+        add("lenet_order_smaller", at, f"LeNet {number_text(le)}, ResNet-18 {number_text(rn)} "
+            f"(ratio {number_text(r)})", r, v)
     if not missing("densenet_like_resnet", ("lenet", "resnet18", "densenet121")):
         at = min(its["lenet"], its["resnet18"], its["densenet121"])
         le, rn, dn = (mse_at(curves, a, method, at) for a in ("lenet", "resnet18", "densenet121"))
-        r = dn / rn if rn > 0 else math.inf
+        r = _ratio(dn, rn)
         v = HOLDS if (dn > le and rn > le and 0.1 <= r <= 10) else DOES_NOT_HOLD
-        if not all(moved(a, at) for a in ("lenet", "resnet18", "densenet121")):
+        if math.isnan(r) or math.isnan(le) or not all(moved(a, at) for a in ("lenet", "resnet18", "densenet121")):
             v = INCONCLUSIVE
-        add("densenet_like_resnet", at, f"DenseNet-121 {dn:.3g}, ResNet-18 {rn:.3g} (ratio {r:.3g}), LeNet {le:.3g}",
-            r, v)
+        add("densenet_like_resnet", at, f"DenseNet-121 {number_text(dn)}, ResNet-18 {number_text(rn)} "
+            f"(ratio {number_text(r)}), LeNet {number_text(le)}", r, v)
     if not missing("densenet_faster", ("resnet18", "densenet121")):
         dn, rn = (float(by[a]["iterations_to_90"].median()) for a in ("densenet121", "resnet18"))
         if math.isnan(dn) or math.isnan(rn) or its["densenet121"] != its["resnet18"] \
@@ -434,21 +454,22 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
         else:
             v = HOLDS if dn < rn else DOES_NOT_HOLD if dn > rn else INCONCLUSIVE
         add("densenet_faster", its["densenet121"] if its["densenet121"] == its["resnet18"] else None,
-            f"iterations to 90% of the MSE decrease: DenseNet-121 {dn:g} (of {its['densenet121']}), "
-            f"ResNet-18 {rn:g} (of {its['resnet18']})", dn - rn, v)
+            f"iterations to 90% of the MSE decrease: DenseNet-121 {number_text(dn, 'g')} (of {its['densenet121']}), "
+            f"ResNet-18 {number_text(rn, 'g')} (of {its['resnet18']})"
+            + ("; n/a: the MSE did not decrease" if math.isnan(dn) or math.isnan(rn) else ""), dn - rn, v)
     if not missing("inception_fails", ("inception_v3",)):
         g = by["inception_v3"]
         mse, flat = float(g["mse"].mean()), float(g["flat_mse"].mean())
-        r = mse / flat if flat > 0 else math.inf
+        r = _ratio(mse, flat)
         v = HOLDS if r >= 1 else DOES_NOT_HOLD if r < 0.1 else PARTLY
-        if v != DOES_NOT_HOLD and its["inception_v3"] < SEED_STEPS * SEED_MAX_ITER:
-            v = INCONCLUSIVE  # failing on a smaller budget than the seed's says nothing
-        add("inception_fails", its["inception_v3"], f"Inception-v3 final MSE {mse:.3g}, flat image {flat:.3g} "
-            f"(ratio {r:.3g})", r, v)
+        if math.isnan(r) or (v != DOES_NOT_HOLD and its["inception_v3"] < SEED_STEPS * SEED_MAX_ITER):
+            v = INCONCLUSIVE  # no value, or failing on a smaller budget than the seed's says nothing
+        add("inception_fails", its["inception_v3"], f"Inception-v3 final MSE {number_text(mse)}, "
+            f"flat image {number_text(flat)} (ratio {number_text(r)})", r, v)
     return pd.DataFrame(rows)
 
 
-__all__ = ["ARCHITECTURES", "ARCH_NAMES", "ArchitectureRun", "DATASET", "REGISTRY", "SEED002", "SEED002_CLAIMS",
-           "SEED_MAX_ITER", "SEED_STEPS", "STUDY", "StudySettings", "iterations_to_fraction", "mse_at",
-           "parameter_count", "resize_images", "run_architectures", "seed_claims", "study_settings",
-           "summarize_architectures"]
+__all__ = ["ARCHITECTURES", "ARCH_NAMES", "ArchitectureRun", "DATASET", "MISSING", "REGISTRY", "SEED002",
+           "SEED002_CLAIMS", "SEED_MAX_ITER", "SEED_STEPS", "STUDY", "StudySettings", "iterations_to_fraction",
+           "mse_at", "number_text", "parameter_count", "resize_images", "run_architectures", "seed_claims",
+           "study_settings", "summarize_architectures"]

@@ -326,6 +326,26 @@ def display_table(summary: pd.DataFrame, paper: bool = False) -> pd.DataFrame:
     return pd.DataFrame(out).T
 
 
+def display_time_success(summary: pd.DataFrame) -> pd.DataFrame:
+    """Time per attack and success rate in :func:`display_table`'s layout: one row per method,
+    columns ("time per attack (s)", case) with 2 decimals and ("success rate", case) as a
+    percentage; "n/a" where a method did not attack a case (e.g. the 1-output R-GAP on LeNet)
+    or the value is NaN, as in :func:`display_table`."""
+    def fmt(v, spec):
+        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+    blocks = {"time per attack (s)": ("time_mean", ".2f"), "success rate": ("success_rate", ".0%")}
+    out = {}
+    for method in [m for m in METHODS if m in set(summary["method"])]:
+        row = {}
+        for block, (col, spec) in blocks.items():
+            for model, ds in CASES:
+                g = summary[(summary["method"] == method) & (summary["model"] == model) & (summary["dataset"] == ds)]
+                row[(block, CASE_LABELS[(model, ds)])] = "n/a" if g.empty else fmt(float(g.iloc[0][col]), spec)
+        out[LABELS[method]] = row
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
 __all__ = ["CASES", "CASE_LABELS", "Comparison", "INCONCLUSIVE", "LABELS", "METHODS", "PAPER_METHODS", "QUICK",
-           "attack_config", "available_methods", "binary_labels", "claims", "display_table", "prepare_images",
-           "run_comparison", "summarize"]
+           "attack_config", "available_methods", "binary_labels", "claims", "display_table", "display_time_success",
+           "prepare_images", "run_comparison", "summarize"]

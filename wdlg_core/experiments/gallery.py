@@ -3,7 +3,8 @@
 :func:`run_gallery` attacks the first ``n_images`` images of each dataset once per method
 (batch size 1, every method starting from the same dummy seed), through the results store,
 and returns one table row per attack plus the images a figure needs; :func:`summarize` gives
-the per-dataset means (MSE, PSNR, SSIM, success rate).
+the per-dataset means (MSE, PSNR, SSIM, success rate); :func:`scale_note` says how a run's
+scale compares with the paper profile's.
 """
 from __future__ import annotations
 
@@ -154,6 +155,33 @@ def run_gallery(profile: str | Profile = "quick", datasets=None, model=None, met
         table["iterations_to_success"] = table["iterations_to_success"].astype("Int64")
     reconstructions = {k: np.concatenate(v) for k, v in recs.items()}
     return Gallery(table, originals, reconstructions, p, sources)
+
+
+def scale_note(run: Profile, reference: Profile | None = None) -> str:
+    """One sentence on how a gallery run's scale compares with the paper profile's, for the page.
+
+    Compares the images requested per dataset (``gallery_images``; a source holding fewer
+    caps them) and the iterations per attack, each with its direction and both values, e.g.
+    "up to 2 images per dataset (fewer than the paper profile's 8) with 1500 iterations per
+    attack (more than the paper profile's 448)". Fewer images or fewer iterations make the page's numbers an illustration, not a
+    measurement, and the sentence says so.
+
+    Args:
+        run: the profile the page ran with (overrides applied).
+        reference: the profile to compare with (default: ``get_profile("paper")``).
+    """
+    ref = reference if reference is not None else get_profile("paper")
+
+    def compare(ours: int, theirs: int, what: str) -> str:
+        how = "the same as" if ours == theirs else "fewer than" if ours < theirs else "more than"
+        return f"{ours} {what} ({how} the {ref.name} profile's {theirs})"
+
+    images = compare(run.gallery_images, ref.gallery_images, "images per dataset")
+    scale = (f"This run ({run.name} profile) attacks up to {images} "
+             f"with {compare(run.iterations, ref.iterations, 'iterations per attack')}")
+    if run.gallery_images < ref.gallery_images or run.iterations < ref.iterations:
+        return f"{scale}, so these numbers illustrate rather than measure; success rates at scale belong to Table 2."
+    return f"{scale}; success rates over many images belong to Table 2."
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..config import AttackConfig
 from ..data import DATASETS, DataSourceError, describe_sources
-from ..paper import TABLE1, TABLE2_ITERATIONS
+from ..paper import FIGURE11_ITERATIONS, TABLE1, TABLE2_ITERATIONS
 from ..profiles import Profile, get_profile
 from .gallery import DATASET_NAMES, METHOD_NAMES, resolve_source
 from .success import PAPER_MACHINE
@@ -84,7 +84,8 @@ def settings_table(run: Profile | None = None, profiles=("quick", "paper")) -> p
         "learning rate": f"{TABLE1['learning rate']:g}",
         "optimizer": "not given",
         "line search": "not given",
-        "iterations": f"{TABLE1['iterations']} ({TABLE2_ITERATIONS} in Table 2 and Figures 8-10)",
+        "iterations": (f"{TABLE1['iterations']} ({TABLE2_ITERATIONS} in Table 2 and Figures 8-14; "
+                       f"{FIGURE11_ITERATIONS} in the text on Figure 11)"),
         "images": f"{TABLE1['images']}",
         "model": TABLE1["model"],
         "initialisation": TABLE1["initialisation"],
@@ -122,10 +123,12 @@ def settings_table(run: Profile | None = None, profiles=("quick", "paper")) -> p
         "methods": "DLG and WDLG as in Table 2; iDLG is added where the paper's ablation needs it.",
         "success": ("The paper gives no threshold. The companion counts an attack successful when the final image MSE "
                     "is below the threshold, a level at which the reconstruction is visually indistinguishable."),
-        "Wasserstein estimator (WDLG)": ("With one shared gradient both measures are single points, and W1 between two "
-                                         "points is their distance: the 'dirac' closed form (per-layer L2 norm), which "
-                                         "the paper's critic should converge to. The critic itself is available as "
-                                         "the estimator 'dual'."),
+        "Wasserstein estimator (WDLG)": (
+            "With one shared gradient both measures are single points, and W1 between two points is their distance: "
+            "the 'dirac' closed form (sum over layers of the L2 norm of the gradient difference, not squared). The "
+            "paper's weight-clipped critic is the estimator 'dual'. The paper does not define the critic; ours is "
+            f"linear per layer with weights clipped to [-c, c] (c = {default.critic_clip:g}), so it converges to "
+            "c x the sum over layers of the L1 norm of the difference, not to the L2 norm (wdlg_core.losses)."),
         "device": ("The quick profile is sized for a CPU, the paper profile for a GPU. The results store treats a CPU "
                    "and a GPU result of the same case as the same experiment (the device is recorded with each)."),
     }

@@ -50,8 +50,9 @@ PAGES = {
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "svhn": "SVHN",
                  "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
 
-#: Figures of Section 4.5 per noise scale sigma of paper.NOISE_DEFENSE.
-NOISE_FIGURES = {2: "Figure 12", 4: "Figure 13", 10: "Figures 11 and 14"}
+#: The CIFAR-100 figure of Section 4.5 per noise scale sigma of paper.NOISE_DEFENSE (Figure 11
+#: is sigma = 10 on Fashion-MNIST and SVHN, not CIFAR-100; see noise_defense.PANELS).
+NOISE_FIGURES = {2: "Figure 12", 4: "Figure 13", 10: "Figure 14"}
 
 COLUMNS = ["group", "paper_ref", "page", "claim", "setting", "paper", "ours", "verdict", "note",
            "a_label", "a", "a_low", "a_high", "b_label", "b", "b_low", "b_high", "paper_a", "paper_b"]
@@ -95,6 +96,15 @@ def fmt(x, unit: str = "") -> str:
         return f"{x:.0%}"
     text = f"{x:.0f}" if abs(x) >= 1000 else f"{x:.3g}"
     return f"{text} s" if unit == "s" else text
+
+
+def fmt_count(x) -> str:
+    """Format a count or an iteration number: an integral value as an integer (``40.0`` from a
+    results file reads "40"), any other number with :func:`fmt`; None/NaN as "-"."""
+    x = _num(x)
+    if x is None:
+        return "-"
+    return str(int(x)) if x == int(x) else fmt(x)
 
 
 def fmt_ci(x, low=None, high=None, unit: str = "") -> str:
@@ -251,8 +261,8 @@ def loss_curve_rows(doc: dict | None) -> list[dict]:
             continue
         med = c.get(mkey) or {}
         wins, n = c[wkey]
-        ours = (f"median at iteration {c['compare_at']}: WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; "
-                f"WDLG lower on {wins} of {n} images")
+        ours = (f"median at iteration {fmt_count(c.get('compare_at'))}: WDLG {fmt(med.get('wdlg'))} vs "
+                f"DLG {fmt(med.get('dlg'))}; WDLG lower on {fmt_count(wins)} of {fmt_count(n)} images")
         rows.append(_paired_median_row(group, page, claim, setting, paper_text, ours, c[vkey], med, pw, pd_))
     return rows
 
@@ -264,8 +274,10 @@ def mse_curve_rows(doc: dict | None) -> list[dict]:
     paper_text = f"Table 3 (LeNet, CIFAR-10): WDLG {fmt(pw)} ± {fmt(sw)} vs DLG {fmt(pd_)} ± {fmt(sd)}"
     c = (doc or {}).get("claim")
     end = ((doc or {}).get("profile") or {}).get("iterations")
-    readings = [(f"iteration {c['compare_at'] if c else '-'}", "verdict_at", "wdlg_lower_at", "median_mse_at"),
-                (f"end of budget (iteration {end if end is not None else '-'})", "verdict_final", "wdlg_lower_final", "median_mse_final")]
+    readings = [(f"iteration {fmt_count((c or {}).get('compare_at'))}", "verdict_at", "wdlg_lower_at",
+                 "median_mse_at"),
+                (f"end of budget (iteration {fmt_count(end)})", "verdict_final", "wdlg_lower_final",
+                 "median_mse_final")]
     rows = []
     for setting, vkey, wkey, mkey in readings:
         if not c or vkey not in c:
@@ -273,7 +285,8 @@ def mse_curve_rows(doc: dict | None) -> list[dict]:
             continue
         med = c.get(mkey) or {}
         wins, n = c[wkey]
-        ours = f"median WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; WDLG lower on {wins} of {n} images"
+        ours = (f"median WDLG {fmt(med.get('wdlg'))} vs DLG {fmt(med.get('dlg'))}; "
+                f"WDLG lower on {fmt_count(wins)} of {fmt_count(n)} images")
         rows.append(_paired_median_row(group, page, claim, setting, paper_text, ours, c[vkey], med, pw, pd_))
     return rows
 
@@ -354,8 +367,9 @@ def recovery_rows(doc: dict | None) -> list[dict]:
         if key not in cl or a is None or b is None:
             rows.append(_row(group, page, claim, "CIFAR-10", paper_text, "-", NOT_RUN, paper_a=pa, paper_b=pb))
             continue
-        ours = (f"mean image MSE at iteration {doc['snapshots'][-1]}: {la} {fmt_ci(a['mean'], a.get('low'), a.get('high'))}"
-                f" vs {lb} {fmt_ci(b['mean'], b.get('low'), b.get('high'))}")
+        ours = (f"mean image MSE at iteration {fmt_count(doc['snapshots'][-1])}: "
+                f"{la} {fmt_ci(a['mean'], a.get('low'), a.get('high'))} vs "
+                f"{lb} {fmt_ci(b['mean'], b.get('low'), b.get('high'))}")
         rows.append(_row(group, page, claim, "CIFAR-10", paper_text, ours, normalise_verdict(cl[key]),
                          "intervals over images; images of one batch are not independent",
                          a_label=la, a=a["mean"], a_low=a.get("low"), a_high=a.get("high"),
@@ -433,7 +447,9 @@ def architecture_rows(doc: dict | None) -> list[dict]:
             rows.append(_row(group, page, statement, "DLG, random sigmoid networks", "seed 002's conclusion", "-",
                              NOT_RUN, test))
             continue
-        note = f"rule: {c.get('test', test)}; compared at update {c.get('at_iteration', '-')}; page's verdict: {c['verdict']}"
+        at = _num(c.get("at_iteration"))
+        compared = f"compared at update {fmt_count(at)}" if at is not None else "not compared at one update"
+        note = f"rule: {c.get('test') or test}; {compared}; page's verdict: {c['verdict']}"
         rows.append(_row(group, page, statement, "DLG, random sigmoid networks", "seed 002's conclusion",
                          c.get("ours", "-"), normalise_verdict(c["verdict"]), note, a_label="ratio", a=c.get("value")))
     return rows
@@ -456,8 +472,9 @@ def sensitivity_rows(doc: dict | None) -> list[dict]:
             rows.append(_row(group, page, claim, "optimiser, learning rate, estimator", paper_text, "-", NOT_RUN))
             continue
         n = int(r.get("settings") or 0)
-        ours = (f"WDLG better in {r.get('holds', 0)} of {n} settings, worse in {r.get('does_not_hold', 0)}, "
-                f"tied in {r.get('tie', 0)}; significant wins: {r.get('significant_holds', 0)}")
+        ours = (f"WDLG better in {fmt_count(r.get('holds', 0))} of {n} settings, "
+                f"worse in {fmt_count(r.get('does_not_hold', 0))}, tied in {fmt_count(r.get('tie', 0))}; "
+                f"significant wins: {fmt_count(r.get('significant_holds', 0))}")
         if int(r.get("significant_does_not_hold") or 0):
             verdict = NOT_HOLDS
         elif n and int(r.get("significant_holds") or 0) == n:
