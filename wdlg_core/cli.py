@@ -125,8 +125,8 @@ def cmd_attack(args) -> int:
     # the profile's line search (armijo) is an L-BFGS option: another optimiser runs without one
     line_search = args.line_search or ("none" if args.optimizer not in (None, "lbfgs") else None)
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-                    line_search=line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
-                    split=args.split,
+                    line_search=line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator,
+                    device=args.device, split=args.split,
                     # the profile validates its methods with its own optimiser (L-BFGS): Inverting
                     # Gradients' settings are applied below, so it is not validated there
                     methods=(args.method,) if METHOD_DEFAULTS[args.method]["optimizer"] == "lbfgs" else None)

@@ -163,8 +163,8 @@ def scale_note(run: Profile, reference: Profile | None = None) -> str:
     Compares the images requested per dataset (``gallery_images``; a source holding fewer
     caps them) and the iterations per attack, each with its direction and both values, e.g.
     "up to 2 images per dataset (fewer than the paper profile's 8) with 1500 iterations per
-    attack (more than the paper profile's 448)". Fewer images or fewer iterations make the page's numbers an illustration, not a
-    measurement, and the sentence says so.
+    attack (more than the paper profile's 448)". Fewer images or fewer iterations make the
+    page's numbers an illustration, not a measurement, and the sentence says so.
 
     Args:
         run: the profile the page ran with (overrides applied).
