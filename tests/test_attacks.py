@@ -120,6 +120,23 @@ def test_labels_outside_the_model_classes(digit, labels, kwargs, match):
         run_attack(digit[0], torch.tensor(labels), method="dlg", iterations=1, **kwargs)
 
 
+def test_label_range_comes_from_the_model_output(digit):
+    """The head registered first, the body after it: the output size, not the last Linear, counts."""
+    class HeadFirst(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = torch.nn.Linear(4, 10)
+            self.body = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 4), torch.nn.Sigmoid())
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    result = run_attack(*digit, method="idlg", iterations=1, model=HeadFirst())  # label 7 of 10 classes
+    assert result.true_labels.tolist() == [7]
+    with pytest.raises(ValueError, match=r"0 \.\. 9"):
+        run_attack(digit[0], torch.tensor([10]), method="idlg", iterations=1, model=HeadFirst())
+
+
 @pytest.mark.parametrize("device, match", [("gpu", "valid examples: cpu, cuda"), ("cuda:0", "sees no CUDA")])
 def test_bad_device_is_a_clear_error(digit, device, match):
     if device.startswith("cuda") and torch.cuda.is_available():

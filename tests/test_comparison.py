@@ -118,3 +118,13 @@ def test_tab03_notebook_executes(tmp_path, monkeypatch):
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_missing_numbers_read_n_a_whatever_their_float_type():
+    import numpy as np
+
+    from wdlg_core.experiments import MISSING, number_text
+
+    for x in (None, float("nan"), np.float32("nan"), np.float64("nan")):
+        assert number_text(x) == MISSING == "n/a"
+    assert number_text(np.float32(0.25), ".0%") == "25%" and number_text(3, "d") == "3"

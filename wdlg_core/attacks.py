@@ -285,13 +285,14 @@ def run_attack(images: torch.Tensor, labels: torch.Tensor, *, method: str, model
     if isinstance(model, str):
         k = num_classes or (10 if int(labels.max()) < 10 else 100)
         model = build_model(model, tuple(images.shape[1:]), k, seed=model_seed)
-    logistic = getattr(model, "loss_kind", "cross_entropy") == "logistic"
-    classes = 2 if logistic else _num_outputs(model)  # a logistic model's one output scores labels 0/1
+    model = model.to(device)
+    images = images.to(device, next(model.parameters()).dtype)  # float32 unless the model is float64
+    with torch.no_grad():
+        outputs = model(images[:1]).shape[-1]  # (1, K)
+    classes = 2 if getattr(model, "loss_kind", "cross_entropy") == "logistic" else outputs  # logistic: 0/1
     if int(labels.min()) < 0 or int(labels.max()) >= classes:
         raise ValueError(f"labels must lie in 0 .. {classes - 1} (the model's classes), got {labels.tolist()}")
     labels = labels.to(device)
-    model = model.to(device)
-    images = images.to(device, next(model.parameters()).dtype)  # float32 unless the model is float64
     true_grads = shared_gradient(model, images, labels)
     if defense is not None:
         true_grads = defense(true_grads)

@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--optimizer", default=None, choices=list(OPTIMIZERS))
     a.add_argument("--lr", type=float, default=None)
     a.add_argument("--line-search", default=None, choices=list(LINE_SEARCHES),
-                   help="L-BFGS line search (default: the profile's, armijo; none with --optimizer adam)")
+                   help="L-BFGS line search (default: the profile's, armijo, for the DLG family with L-BFGS; "
+                        "none for Adam and for --method ig)")
     a.add_argument("--seed", type=int, default=None, help="seed of the dummy data")
     a.add_argument("--model-seed", type=int, default=None, help="seed of the random model weights")
     a.add_argument("--estimator", default=None, choices=list(ESTIMATORS), help="Wasserstein estimator (WDLG)")
@@ -122,11 +123,9 @@ def cmd_attack(args) -> int:
     from .profiles import get_profile
     from .store import Case
 
-    # the profile's line search (armijo) is an L-BFGS option: another optimiser runs without one
-    line_search = args.line_search or ("none" if args.optimizer not in (None, "lbfgs") else None)
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
-                    line_search=line_search, seed=args.seed, model_seed=args.model_seed, estimator=args.estimator,
-                    device=args.device, split=args.split,
+                    seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
+                    split=args.split,
                     # the profile validates its methods with its own optimiser (L-BFGS): Inverting
                     # Gradients' settings are applied below, so it is not validated there
                     methods=(args.method,) if METHOD_DEFAULTS[args.method]["optimizer"] == "lbfgs" else None)
@@ -137,13 +136,14 @@ def cmd_attack(args) -> int:
     where = image_source(args.dataset, 1, split=p.split, source=p.source, root=args.data_root, offset=args.index)
     images, labels = load_images(args.dataset, 1, split=p.split, source=p.source, root=args.data_root,
                                  offset=args.index)  # (1, C, H, W), (1,)
-    overrides = {"loss": args.loss} if args.loss else {}
-    flags = {"signed": args.signed, "boxed": args.boxed, "lr_decay": args.lr_decay}
-    overrides.update({k: v for k, v in flags.items() if v is not None})
+    # options given on the command line; the profile's line search (armijo, an L-BFGS option) is
+    # dropped for other optimisers by Profile.attack_config unless --line-search asks for one
+    given = {"loss": args.loss, "line_search": args.line_search, "signed": args.signed, "boxed": args.boxed,
+             "lr_decay": args.lr_decay}
+    overrides = {k: v for k, v in given.items() if v is not None}
     if args.method == "ig":  # Inverting Gradients runs its own optimiser (Adam, lr 0.1) unless told otherwise
         ig = METHOD_DEFAULTS["ig"]
-        overrides.update(optimizer=args.optimizer or ig["optimizer"], lr=args.lr or ig["lr"],
-                         line_search=line_search or "none")
+        overrides.update(optimizer=args.optimizer or ig["optimizer"], lr=args.lr or ig["lr"])
     config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots), **overrides)
     case = Case(args.dataset, (args.index,), p.model, p.model_seed, p.split, p.source, info.num_classes,
                 images_fingerprint(images))

@@ -496,7 +496,7 @@ def download(dataset: str, root: str | os.PathLike | None = None) -> Path:
             if isinstance(err, RuntimeError) and not str(err).startswith("Error downloading"):
                 raise  # not a download failure (MNIST-style datasets wrap theirs in this message)
             raise ConnectionError(
-                f"could not download {info.name} ({split} split) with torchvision: {str(err).strip()}. "
+                f"could not download {info.name} ({split} split) with torchvision: {' '.join(str(err).split())}. "
                 f"This needs internet access; or copy torchvision's {info.torchvision_class} files under "
                 f"{base} by hand (`wdlg data list` shows what is found)") from None
     return base

@@ -90,7 +90,11 @@ class Profile:
         return dataclasses.replace(self, **changes)
 
     def attack_config(self, method: str, **overrides) -> AttackConfig:
-        """The :class:`AttackConfig` of ``method`` under this profile, with ``overrides``."""
+        """The :class:`AttackConfig` of ``method`` under this profile, with ``overrides``.
+
+        The profile's line search is an L-BFGS option: an attack that ends up with another
+        optimiser runs without one, unless ``overrides`` asks for one (then AttackConfig raises).
+        """
         settings = dict(method=method, optimizer=self.optimizer, lr=self.lr, line_search=self.line_search,
                         iterations=self.iterations, seed=self.seed, estimator=self.estimator,
                         success_mse=self.success_mse)
@@ -98,7 +102,11 @@ class Profile:
             # a method defined with its own optimiser (Inverting Gradients: Adam, lr 0.1, step
             # decay) keeps it; the profile's L-BFGS settings apply to the DLG family only
             settings.update(optimizer=None, lr=None, line_search="none")
-        return AttackConfig(**{**settings, **overrides})
+        merged = {**settings, **overrides}
+        optimizer = merged["optimizer"] or METHOD_DEFAULTS.get(method, {}).get("optimizer")
+        if optimizer != "lbfgs" and "line_search" not in overrides:
+            merged["line_search"] = "none"
+        return AttackConfig(**merged)
 
     def to_dict(self) -> dict:
         """The profile as a JSON-able dict (tuples as lists), recorded in results files."""

@@ -9,6 +9,7 @@ engine (``wdlg_core.engine``).
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 
@@ -20,6 +21,15 @@ from ..store import Case, ResultStore
 
 #: Environment variable read by :func:`configure_threads` (``wdlg run`` sets it per notebook).
 THREADS_ENV = "WDLG_TORCH_THREADS"
+#: How a missing number (None or NaN) reads in a page's text and tables, never "nan".
+MISSING = "n/a"
+
+
+def number_text(x, spec: str = ".3g") -> str:
+    """``x`` formatted with ``spec``, or :data:`MISSING` when it is None or NaN (any float type)."""
+    if x is None or math.isnan(float(x)):
+        return MISSING
+    return format(x, spec)
 
 
 def configure_threads(threads: int | None = None) -> int:

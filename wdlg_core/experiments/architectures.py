@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..profiles import Profile, get_profile
 from ..store import Case, ResultStore
-from . import Job, images_fingerprint, run_jobs
+from . import MISSING, Job, images_fingerprint, number_text, run_jobs
 
 #: Architectures of the study, in the seed's table order (easy to hard in the seed's account).
 ARCHITECTURES = ("lenet", "resnet18", "densenet121", "inception_v3")
@@ -82,16 +82,6 @@ SEED002_CLAIMS = {
 
 #: Verdict labels.
 HOLDS, DOES_NOT_HOLD, PARTLY, INCONCLUSIVE = "holds", "does not hold", "partly", "inconclusive"
-#: How :func:`seed_claims` writes a missing (NaN/None) number in its ``ours`` text.
-MISSING = "n/a"
-
-
-def number_text(x, spec: str = ".3g") -> str:
-    """``x`` formatted with ``spec``, or :data:`MISSING` when it is None or NaN (never "nan")."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return MISSING
-    return format(x, spec)
-
 
 def _ratio(a: float, b: float) -> float:
     """a / b; NaN when either is NaN (a missing value), inf when b <= 0."""
@@ -456,7 +446,7 @@ def seed_claims(table: pd.DataFrame, curves: pd.DataFrame, method: str = "dlg") 
         add("densenet_faster", its["densenet121"] if its["densenet121"] == its["resnet18"] else None,
             f"iterations to 90% of the MSE decrease: DenseNet-121 {number_text(dn, 'g')} (of {its['densenet121']}), "
             f"ResNet-18 {number_text(rn, 'g')} (of {its['resnet18']})"
-            + ("; n/a: the MSE did not decrease" if math.isnan(dn) or math.isnan(rn) else ""), dn - rn, v)
+            + (f"; {MISSING}: the MSE did not decrease" if math.isnan(dn) or math.isnan(rn) else ""), dn - rn, v)
     if not missing("inception_fails", ("inception_v3",)):
         g = by["inception_v3"]
         mse, flat = float(g["mse"].mean()), float(g["flat_mse"].mean())

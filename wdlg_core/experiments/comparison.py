@@ -34,7 +34,7 @@ import pandas as pd
 from ..paper import TABLE3
 from ..profiles import Profile, get_profile
 from ..store import Case, ResultStore
-from . import Job, check_device, images_fingerprint, run_jobs
+from . import MISSING, Job, check_device, images_fingerprint, number_text, run_jobs
 from .batches import interval_mean
 from .success import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, verdict
 
@@ -308,8 +308,8 @@ def display_table(summary: pd.DataFrame, paper: bool = False) -> pd.DataFrame:
     """Table 3's layout: one row per method, one column per case, "mean ± std" strings (ours,
     or the paper's with ``paper=True``; "n/a" where there is no value)."""
     def fmt(m, s):
-        if m is None or (isinstance(m, float) and math.isnan(m)):
-            return "n/a"
+        if number_text(m) == MISSING:
+            return MISSING
         return f"{m:.3g} ± {s:.2g}" if not math.isnan(s) else f"{m:.3g}"
 
     out = {}
@@ -318,7 +318,7 @@ def display_table(summary: pd.DataFrame, paper: bool = False) -> pd.DataFrame:
         for model, ds in CASES:
             g = summary[(summary["method"] == method) & (summary["model"] == model) & (summary["dataset"] == ds)]
             if g.empty:
-                row[CASE_LABELS[(model, ds)]] = "n/a"
+                row[CASE_LABELS[(model, ds)]] = MISSING
                 continue
             r = g.iloc[0]
             row[CASE_LABELS[(model, ds)]] = fmt(r["paper_mean"], r["paper_std"]) if paper else fmt(r["mse_mean"], r["mse_std"])
@@ -331,9 +331,6 @@ def display_time_success(summary: pd.DataFrame) -> pd.DataFrame:
     columns ("time per attack (s)", case) with 2 decimals and ("success rate", case) as a
     percentage; "n/a" where a method did not attack a case (e.g. the 1-output R-GAP on LeNet)
     or the value is NaN, as in :func:`display_table`."""
-    def fmt(v, spec):
-        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
-
     blocks = {"time per attack (s)": ("time_mean", ".2f"), "success rate": ("success_rate", ".0%")}
     out = {}
     for method in [m for m in METHODS if m in set(summary["method"])]:
@@ -341,7 +338,7 @@ def display_time_success(summary: pd.DataFrame) -> pd.DataFrame:
         for block, (col, spec) in blocks.items():
             for model, ds in CASES:
                 g = summary[(summary["method"] == method) & (summary["model"] == model) & (summary["dataset"] == ds)]
-                row[(block, CASE_LABELS[(model, ds)])] = "n/a" if g.empty else fmt(float(g.iloc[0][col]), spec)
+                row[(block, CASE_LABELS[(model, ds)])] = MISSING if g.empty else number_text(g.iloc[0][col], spec)
         out[LABELS[method]] = row
     return pd.DataFrame.from_dict(out, orient="index")
 
