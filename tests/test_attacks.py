@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wdlg_core import run_attack
+from wdlg_core import metrics, run_attack
 from wdlg_core.data import load_images
 from wdlg_core.models import build_model
 from wdlg_core.result import AttackResult
@@ -62,6 +62,9 @@ def test_batch_of_four_returns_matched_reconstructions():
     assert r.reconstruction.shape == (4, 3, 32, 32)
     assert r.labels.shape == (4,) and r.label_accuracy == 1.0
     assert 0 <= r.reconstruction.min() and r.reconstruction.max() <= 1
+    # the reconstructions come back in the order of the images they best match
+    order = metrics.match_order(torch.as_tensor(r.reconstruction), images)
+    assert list(order) == [0, 1, 2, 3]
 
 
 def test_a_diverged_attack_is_recorded_as_failed(digit):

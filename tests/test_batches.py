@@ -45,7 +45,12 @@ def test_interval_mean():
     assert interval_mean([0.5, 0.5, 0.5, float("nan")]) == (0.5, 0.5, 0.5)
     x = np.linspace(0, 1, 20)
     mean, lo, hi = interval_mean(x)
-    assert mean == pytest.approx(0.5) and lo < 0.5 < hi and 0.3 < lo and hi < 0.7
+    # a 95% bootstrap interval of the mean: close to the normal one, 0.5 -+ 1.96 s / sqrt(n) = (0.364, 0.636)
+    half = 1.96 * x.std(ddof=1) / math.sqrt(len(x))
+    assert mean == pytest.approx(0.5) and lo == pytest.approx(0.5 - half, abs=0.015)
+    assert hi == pytest.approx(0.5 + half, abs=0.015)
+    _, lo50, hi50 = interval_mean(x, confidence=0.5)
+    assert lo < lo50 < 0.5 < hi50 < hi  # a lower confidence gives a narrower interval
     assert math.isnan(interval_mean([])[0])
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from wdlg_core import metrics
 from wdlg_core.experiments.defense_tradeoff import cached_training, dpsgd_sample_rate, run_tradeoff
 from wdlg_core.experiments.noise_defense import (check_statements, leakage_level, leakage_null, run_sweep,
                                                  summarize_sweep)
@@ -52,6 +53,10 @@ def test_leakage_null_of_known_images():
     imgs = rng.random((5, 1, 16, 16)).astype(np.float32)
     null = leakage_null(imgs)
     assert null["pairs"] == 10 and null["threshold"] >= null["mean"] and abs(null["mean"]) < 0.2
+    # the threshold is the 95% quantile of the SSIM of every pair of distinct known images
+    pairs = [float(metrics.ssim(imgs[i:i + 1], imgs[j:j + 1])[0]) for i in range(5) for j in range(i + 1, 5)]
+    assert null["threshold"] == pytest.approx(np.quantile(pairs, 0.95), abs=1e-6)
+    assert null["mean"] == pytest.approx(np.mean(pairs), abs=1e-6)
     with pytest.raises(ValueError, match="two images"):
         leakage_null(imgs[:1])
 
@@ -68,10 +73,15 @@ def test_summarize_sweep_known_values():
 
 
 def test_sweep_tiny_real_case_shares_the_undefended_attack(tmp_path):
+    from wdlg_core.experiments.success import run_success
+
     store = ResultStore(tmp_path, profile="quick")
+    run_success("quick", datasets=["mnist"], methods=["wdlg"], n_images=1, iterations=3, store=store, progress=False)
+    assert (store.computed, store.loaded) == (1, 0)
     table, src = run_sweep("quick", dataset="mnist", sigmas=(0, 10), methods=("wdlg",), n_images=1, iterations=3,
                            store=store, progress=False)
-    assert list(table.sigma) == [0.0, 10.0] and store.computed == 2 and src["count"] >= 1
+    # sigma = 0 is the undefended attack Table 2 already ran: loaded, not attacked again
+    assert list(table.sigma) == [0.0, 10.0] and (store.computed, store.loaded) == (2, 1) and src["count"] >= 1
     with pytest.raises(ValueError, match="sigmas"):
         run_sweep("quick", sigmas=(-1,), store=store, progress=False)
 

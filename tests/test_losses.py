@@ -28,6 +28,11 @@ def test_closed_forms():
     # 1-D W1 is permutation invariant: a shuffled layer is at distance zero
     perm = [x.reshape(-1)[torch.randperm(x.numel())].reshape(x.shape) for x in a]
     assert float(losses.wasserstein_sorted(a, perm)) == pytest.approx(0.0, abs=1e-12)
+    # and its value is the sum over layers of the 1-D W1 between the layers' entries (scipy)
+    from scipy.stats import wasserstein_distance
+
+    expected = sum(wasserstein_distance(x.flatten().numpy(), y.flatten().numpy()) for x, y in zip(a, b))
+    assert float(losses.wasserstein_sorted(a, b)) == pytest.approx(expected, rel=1e-12)
 
 
 def test_dual_critic_approaches_its_closed_form_from_below():

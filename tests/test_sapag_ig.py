@@ -144,6 +144,17 @@ def test_lr_schedule_equals_torch_multistep(iterations):
     assert AttackConfig(method="ig", lr_decay=False).lr_at(300) == 0.1
 
 
+def test_lr_milestones_are_geipings_fractions():
+    # floor of 3/8, 5/8, 7/8 of the budget; Geiping et al. write n // 2.667, n // 1.6, n // 1.142,
+    # the same fractions rounded (equal at 300 iterations, a few steps apart at other budgets)
+    for n in (24, 300, 4800):
+        assert AttackConfig(method="ig", iterations=n).lr_milestones() == (3 * n // 8, 5 * n // 8, 7 * n // 8)
+    c = AttackConfig(method="ig", iterations=300)
+    assert c.lr_milestones() == (300 // 2.667, 300 // 1.6, 300 // 1.142) == (112, 187, 262)
+    assert c.lr_at(112) == pytest.approx(0.1) and c.lr_at(113) == pytest.approx(0.01)
+    assert c.lr_at(300) == pytest.approx(1e-4)
+
+
 # --- real attacks ----------------------------------------------------------------------------
 
 def _psnr(mse):
