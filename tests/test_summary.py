@@ -43,7 +43,8 @@ def _tab04():
     summ = [{"method": m, "batch_size": b, "final_loss": 0.1 * (b + (m == "wdlg")), "loss_low": 0.05 if b == 1 else None,
              "loss_high": 0.2 if b == 1 else None, "mse": 0.01 * b, "mse_low": None, "mse_high": None}
             for m in ("dlg", "wdlg") for b in (1, 4)]
-    checks = [{"statement": "WDLG below DLG at batch 1", "quantity": "final loss", "verdict": "does not hold"}]
+    checks = [{"statement": "WDLG below DLG at batch 1", "quantity": "final loss", "verdict": "does not hold"},
+              {"statement": "DLG: batch 1 below batch 4", "quantity": "final loss", "verdict": "does not hold"}]
     return {"summary": summ, "checks": checks}
 
 
@@ -107,6 +108,40 @@ def test_noise_rows_label_the_cifar100_figures():
     settings = list(pd.DataFrame(sm.noise_rows(None))["setting"])
     assert settings == ["CIFAR-100, sigma = 2 (Figure 12)", "CIFAR-100, sigma = 4 (Figure 13)",
                         "CIFAR-100, sigma = 10 (Figure 14)"]  # Figure 11: Fashion-MNIST and SVHN
+
+
+def test_ablation_loss_step_to_wdlg_is_not_comparable():
+    lab = paper.TABLE5_LABELS
+    summ = [{"variant": v, "final_loss": loss, "loss_low": loss / 2, "loss_high": loss * 2, "mse": 0.01}
+            for v, loss in (("dlg", 1e-3), ("idlg", 5e-4), ("wdlg", 0.05))]
+    order = [{"step": f"{lab[a]} -> {lab[b]}", "column": col, "verdict": "does not hold", "paper": "holds", "ours": "x"}
+             for a, b in (("dlg", "idlg"), ("idlg", "wdlg")) for col in ("final loss", "image MSE")]
+    rows = pd.DataFrame(sm.ablation_rows({"summary": summ, "ordering": order})).set_index("claim")
+    to_wdlg = rows.loc[f"{lab['wdlg']} improves final loss over {lab['idlg']}"]
+    assert to_wdlg.verdict == sm.NOT_COMPARABLE and "different units" in to_wdlg.note
+    # same units (both squared norms), and image MSE in any step: the page's verdict stands
+    assert rows.loc[f"{lab['idlg']} improves final loss over {lab['dlg']}"].verdict == sm.NOT_HOLDS
+    assert rows.loc[f"{lab['wdlg']} improves image MSE over {lab['idlg']}"].verdict == sm.NOT_HOLDS
+    counts = sm.verdict_counts(rows)
+    assert counts[sm.NOT_COMPARABLE] == 1 and counts[sm.NOT_HOLDS] == 3
+
+
+def test_loss_units_note_follows_the_methods_losses():
+    assert sm.loss_units_note("dlg", "idlg") == ""
+    assert sm.loss_units_note("wdlg", "wdlg") == ""
+    assert "squared norms" in sm.loss_units_note("dlg", "wdlg") and "sum of norms" in sm.loss_units_note("dlg", "wdlg")
+
+
+def test_noise_claims_follow_the_papers_level_per_sigma():
+    rows = pd.DataFrame(sm.noise_rows(None))
+    assert list(rows["claim"].str.split(": ").str[-1]) == ["some leakage", "almost none", "none"]
+
+
+def test_table3_rgap_rows_say_the_paper_claims_parity():
+    rows = pd.DataFrame(sm.method_comparison_rows(None))
+    rgap = rows[rows.claim.str.contains("R-GAP")]
+    assert len(rgap) == len(sm.TABLE3_CASES) and rgap.note.str.contains("almost consistent").all()
+    assert not rows[~rows.claim.str.contains("R-GAP")].note.str.contains("almost consistent").any()
 
 
 def test_missing_folder_gives_not_run_rows_for_every_claim(tmp_path):
@@ -176,9 +211,15 @@ def test_present_and_missing_files(tmp_path):
 
     t4 = table[table.page == "tab04_batch_size"]
     assert len(t4) == 8
-    checked = t4[t4.verdict != sm.NOT_RUN]
-    assert len(checked) == 1 and checked.iloc[0].verdict == sm.NOT_HOLDS
-    assert checked.iloc[0].a == pytest.approx(0.2) and checked.iloc[0].b == pytest.approx(0.1)
+    checked = t4[t4.verdict != sm.NOT_RUN].set_index("claim")
+    assert len(checked) == 2
+    # DLG's squared loss against WDLG's norm: the page's "does not hold" is overridden
+    across = checked.loc["WDLG lower final loss than DLG at batch 1"]
+    assert across.verdict == sm.NOT_COMPARABLE and "different units" in across.note
+    assert across.a == pytest.approx(0.2) and across.b == pytest.approx(0.1)
+    same = checked.loc["DLG: batch 1 lower final loss than batch 4"]  # one method, one unit: the page's verdict
+    assert same.verdict == sm.NOT_HOLDS and "units" not in same.note
+    assert same.a == pytest.approx(0.1) and same.b == pytest.approx(0.4)
     # the paper's Table 4 MSE column contradicts its text at batch 1: flagged
     mse_b1 = t4[t4.claim == "WDLG lower image MSE than DLG at batch 1"].iloc[0]
     assert "contradict" in mse_b1.note and mse_b1.paper_a == paper.TABLE4["wdlg"][1]["mse"]

@@ -55,6 +55,10 @@ LOSSES = ("euclidean", "wasserstein", "cosine", "sapag")
 #: ``reconstruct_image.py`` "ours" configuration and ``inversefed/options.py``): Adam, lr 0.1,
 #: signed gradients, MultiStepLR at 3/8, 5/8, 7/8 of the iterations with gamma 0.1, boxed
 #: (projected to the valid image range after each step), TV weight 1e-4 (the ``--tv`` default).
+#: One difference of scale: their dummy lives in normalised space (x - mean) / std, where the
+#: N(0, 1) start, the step size 0.1 and the TV weight act; here every method's dummy is the
+#: image in [0, 1]. With CIFAR's std of about 0.25 the same settings mean pixel steps about 4x
+#: larger and a TV prior about 4x weaker than theirs (override ``lr`` and ``tv_weight`` to match).
 _NEUTRAL = {"optimizer": "lbfgs", "lr": 1.0, "tv_weight": 0.0, "signed": False, "boxed": False, "lr_decay": False}
 METHOD_DEFAULTS: dict[str, dict] = {
     "dlg": dict(_NEUTRAL),

@@ -10,7 +10,14 @@ loss / estimator       formula and source
 euclidean              sum_l ||dW'_l - dW_l||^2. DLG (Zhu et al. 2019), paper Eq. 3.
 wasserstein / dirac    sum_l ||dW'_l - dW_l||_2 (not squared). With one shared gradient
                        both "distributions" of paper Eq. 4 are single points (Dirac
-                       measures) and W1 between two points is their ground distance.
+                       measures) and W1 between two points is their ground distance. We
+                       take one pair of points per layer and sum the layers' W1, as DLG
+                       sums its loss over layers. This is not the norm of the whole
+                       gradient difference ||dW' - dW||: it lies between 1 and sqrt(L)
+                       times it for L parameter tensors. That whole-gradient norm is a
+                       monotone transform of DLG's loss, its gradient points the same way
+                       (grad ||d|| = grad ||d||^2 / (2 ||d||)), so what gives this reading
+                       other descent directions than DLG is the per-layer weighting.
 wasserstein / sorted   sum_l W1(entries of dW'_l, entries of dW_l) = sum_l mean_i
                        |sort(dW'_l)_i - sort(dW_l)_i|: each layer's entries read as samples
                        of a 1-D distribution; exact W1 by sorting. Zero iff the two layers
@@ -78,7 +85,11 @@ def batched_euclidean(dummy: Grads, true: Grads) -> torch.Tensor:
 
 
 def batched_wasserstein_dirac(dummy: Grads, true: Grads) -> torch.Tensor:
-    """W1 between two Dirac measures: sum over layers of the L2 norm ||dW'_l - dW_l||.
+    """W1 between two Dirac measures per layer, summed: sum_l ||dW'_l - dW_l||_2.
+
+    Each parameter tensor's gradient is one point, so each layer contributes its own W1 (the
+    L2 distance); this is not the L2 norm of the whole gradient difference (see the module
+    docstring).
 
     Smoothed as sqrt(s + 1e-20) - 1e-10 so that it is exactly zero at a match and twice
     differentiable everywhere. (N,), >= 0, in gradient units.

@@ -117,6 +117,10 @@ class FCN(nn.Module):
     784 -> 1000 -> 100 -> 1 with the logistic loss). ``num_classes=1`` gives that binary
     classifier (``loss_kind="logistic"``), more a multi-class head with cross-entropy.
     Used by :mod:`wdlg_core.rgap` (a fully connected network is R-GAP's simplest case).
+
+    One difference: R-GAP's FCN3 also applies LeakyReLU(0.2) after its last Linear, so its
+    output is the activated value; here the last Linear's output goes straight into the loss,
+    as in the other networks of this package, and :mod:`wdlg_core.rgap` inverts that plain head.
     """
 
     def __init__(self, in_shape=(1, 28, 28), num_classes: int = 10, hidden=(1000, 100)):
@@ -250,8 +254,11 @@ def build_model(name: str, in_shape=(3, 32, 32), num_classes: int = 10, seed: in
         seed: seed of the random initialisation (same seed, same weights).
 
     Returns:
-        The model in eval mode (batch-norm layers use their running statistics, so the
-        shared gradient does not depend on batch statistics), float32, on the CPU.
+        The model in eval mode, float32, on the CPU. Batch-norm layers of the plain
+        torchvision models then use their running statistics, so an image's gradient does
+        not depend on the rest of its batch; the ``*_dlg`` variants keep per-batch
+        statistics even in eval mode (as DLG's code ran them, see :class:`_Seed002Input`),
+        so there it does.
 
     Raises:
         ValueError: unknown name (the message lists :data:`MODELS`), or an input shape the

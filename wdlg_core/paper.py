@@ -3,8 +3,9 @@
 Source: Wang, Peng, He, Tan, "Wasserstein Distance-Based Deep Leakage from Gradients",
 Entropy 25(5):810, 2023, Tables 1-5 (transcribed in shared/PAPER_NOTES.md). These are the
 paper's numbers, never ours: every measured number in the book comes from a results file
-written by ``wdlg_core``. Values are kept exactly as printed (units: seconds, image MSE on
-[0, 1] images, success rate as a fraction).
+written by ``wdlg_core``. Values are kept exactly as printed (units: seconds, image MSE,
+success rate as a fraction). The paper does not say how its images are scaled; the companion
+reads its MSE as on images in [0, 1], as DLG's code feeds them.
 """
 from __future__ import annotations
 

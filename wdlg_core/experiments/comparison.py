@@ -2,8 +2,8 @@
 CIFAR-10, measured here on the same images, plus SAPAG and Inverting Gradients and the time
 per attack.
 
-The paper takes its R-GAP row from elsewhere; here every method attacks the same images of
-the same randomly initialised network:
+The paper does not say how it obtained its R-GAP row; here every method attacks the same
+images of the same randomly initialised network:
 
 * optimisation attacks through :func:`wdlg_core.experiments.run_jobs` (batched engine, results
   store): DLG, WDLG, SAPAG (``AttackConfig(method="dlg", loss="sapag")``: SAPAG's Gaussian-kernel
@@ -19,7 +19,8 @@ restoration needs a multi-class head), SAPAG, IG and R-GAP all attack one networ
 CNN6 has one logistic output; with ``rgap_binary`` the table also has R-GAP on that network
 (``cnn6_binary``) with the binary label "class >= 5". CNN6 takes 3x32x32 inputs (its first
 convolution is 3 -> 12 in R-GAP's code), so MNIST digits are replicated to three channels and
-zero-padded from 28 to 32 pixels (2 on each side): :func:`prepare_images`. The paper does not
+zero-padded from 28 to 32 pixels (2 on each side): :func:`prepare_images`, and their MSE is
+taken over that 3x32x32 image, padding included (the attack reconstructs all of it). The paper does not
 say how it fed MNIST to CNN6, nor which head or label it used; its images, weights and
 iteration budget are not given either, so only orders of magnitude and orderings compare.
 """
@@ -276,7 +277,8 @@ def claims(summary: pd.DataFrame) -> pd.DataFrame:
     """Table 3's orderings, per case: the paper's and ours.
 
     Claims checked (lower MSE is better): "WDLG beats DLG" and "WDLG beats R-GAP" (the paper's
-    numbers give WDLG below DLG in all four columns and below R-GAP in two of four). Ours is
+    numbers give WDLG below DLG in all four columns and below R-GAP in two of four; its text
+    claims parity with R-GAP, "almost consistent", so that row orders its means). Ours is
     judged on the bootstrap intervals of the mean MSE with
     :func:`wdlg_core.experiments.success.verdict` (inconclusive below three attacks).
 

@@ -121,11 +121,13 @@ def settings_table(run: Profile | None = None, profiles=("quick", "paper")) -> p
         "datasets": ("The profiles attack the four datasets of the paper's Figure 3 and Table 2; CIFAR-10 (Tables 3-5) "
                      "is attacked on the pages of those tables."),
         "methods": "DLG and WDLG as in Table 2; iDLG is added where the paper's ablation needs it.",
-        "success": ("The paper gives no threshold. The companion counts an attack successful when the final image MSE "
+        "success": ("The paper counts an attack successful when its loss falls below a threshold it does not give "
+                    "(Section 4.4). The companion counts an attack successful when the final image MSE "
                     "is below the threshold, a level at which the reconstruction is visually indistinguishable."),
         "Wasserstein estimator (WDLG)": (
             "With one shared gradient both measures are single points, and W1 between two points is their distance: "
-            "the 'dirac' closed form (sum over layers of the L2 norm of the gradient difference, not squared). The "
+            "the 'dirac' closed form, one pair of points per layer: the sum over layers of the L2 norm of the gradient "
+            "difference (not squared, and not the norm of the whole difference). The "
             "paper's weight-clipped critic is the estimator 'dual'. The paper does not define the critic; ours is "
             f"linear per layer with weights clipped to [-c, c] (c = {default.critic_clip:g}), so it converges to "
             "c x the sum over layers of the L1 norm of the difference, not to the L2 norm (wdlg_core.losses)."),
