@@ -177,3 +177,19 @@ def test_configs_must_agree_beyond_the_seed(digits):
     x, y = _batch(images[:2], labels[:2])
     with pytest.raises(ValueError, match="except the seed"):
         run_batch(model, x, y, [AttackConfig(method="dlg"), AttackConfig(method="wdlg")])
+
+
+def test_an_adam_step_beyond_float32_is_a_divergence_not_an_error(digits):
+    # lr 4e37 / (1 - beta1) overflows float32: the attack is marked diverged, the batch goes on
+    images, labels = digits
+    model = build_model("lenet", (1, 28, 28), 10, seed=0)
+    x, y = _batch(images[:2], labels[:2])
+    huge = run_batch(model, x, y, [AttackConfig(method="dlg", optimizer="adam", lr=4e37, iterations=3, seed=s)
+                                   for s in range(2)])
+    assert all(r.diverged and not r.success and np.isfinite(r.reconstruction).all() for r in huge)
+
+
+@pytest.mark.parametrize("lr", [float("inf"), float("nan"), 0.0, -1.0])
+def test_a_learning_rate_must_be_finite_and_positive(lr):
+    with pytest.raises(ValueError, match="finite number > 0"):
+        AttackConfig(method="dlg", lr=lr)

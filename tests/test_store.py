@@ -120,3 +120,17 @@ def test_summary_file(tmp_path):
     assert path == tmp_path / "quick" / "fig.json"
     assert store.read_summary("fig") == {"a": None, "b": 1.5, "c": [2]}
     assert not list(path.parent.glob(".*.tmp"))
+
+
+def test_records_get_the_mode_open_would_give_them(tmp_path):
+    import os
+    import stat
+
+    from wdlg_core import store as store_module
+
+    store = ResultStore(tmp_path, profile="t")
+    config = AttackConfig(method="wdlg", iterations=2, snapshots=(0, 2))
+    key = store.save(fake_result(config), CASE)
+    want = 0o666 & ~store_module._UMASK
+    for path in store.paths(key):
+        assert stat.S_IMODE(os.stat(path).st_mode) == want, path  # mkstemp alone gives 0600

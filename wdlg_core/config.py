@@ -37,6 +37,7 @@ always holds the concrete values.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 #: method -> (default gradient-matching loss, how the label is obtained)
@@ -176,8 +177,8 @@ class AttackConfig:
         if self.loss is not None:
             _choice("loss", self.loss, LOSSES)
         _choice("wasserstein estimator", self.estimator, ESTIMATORS)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.history_size < 1:

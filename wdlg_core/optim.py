@@ -626,7 +626,8 @@ class BatchedAdam(_BatchedBase):
         v = self._v.mul(self.beta2).addcmul_(g, g, value=1 - self.beta2)
         step_size = self.lr / (1 - self.beta1 ** k)
         denom = (v.sqrt() / (1 - self.beta2 ** k) ** 0.5).add_(self.eps)
-        x_new = self.x.addcdiv(m, denom, value=-step_size)
+        # (not addcdiv's value=: a step beyond float32's range must give inf, caught as divergence, not raise)
+        x_new = self.x - (m / denom) * step_size
         self._m = torch.where(ok, m, self._m)
         self._v = torch.where(ok, v, self._v)
         self.x.copy_(torch.where(ok, x_new, self.x))
