@@ -86,6 +86,8 @@ def test_runner_reports_failing_notebook_and_cell(tmp_path, monkeypatch):
     specs = [NotebookSpec("last", "last.json", source=last, final=True),
              NotebookSpec("good", "good.json", source=good), NotebookSpec("bad", "bad.json", source=bad),
              NotebookSpec("quiet", "quiet.json", source=quiet)]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "bad.ipynb").write_text("last complete copy")  # from an earlier run that worked
     runs = run_notebooks(specs, "quick", jobs=2, threads=1, out_dir=tmp_path / "out",
                          results_root=tmp_path / "results", progress=False)
     by = {r.name: r for r in runs}
@@ -95,6 +97,11 @@ def test_runner_reports_failing_notebook_and_cell(tmp_path, monkeypatch):
     assert json.loads((tmp_path / "results" / "quick" / "good.json").read_text()) == {"threads": "1"}
     assert by["bad"].status == "failed" and "ValueError: broken on purpose" in by["bad"].error
     assert "raise ValueError" in by["bad"].cell  # the failing cell is named
+    # the book keeps the last complete copy; the failed one goes aside, and no partial file is left
+    assert (tmp_path / "out" / "bad.ipynb").read_text() == "last complete copy"
+    assert by["bad"].output == str(tmp_path / "out" / "bad.failed.ipynb")
+    assert "broken on purpose" in (tmp_path / "out" / "bad.failed.ipynb").read_text()
+    assert not list((tmp_path / "out").glob("*.running.ipynb"))
     assert by["quiet"].status == "no results" and "quiet.json" in by["quiet"].error
     assert "broken on purpose" in format_table(runs)
 

@@ -132,18 +132,32 @@ def execute_one(spec: NotebookSpec, parameters: dict, out_dir: str, env: dict, c
 
     os.environ.update(env)
     output = Path(out_dir) / f"{spec.name}.ipynb"
+    # papermill rewrites its output after every cell: execute into a side file, so that the book
+    # keeps the last complete copy when a run fails or is interrupted (the book builds only the
+    # files of its table of contents, so the side files never reach it)
+    running, failed = output.with_suffix(".running.ipynb"), output.with_suffix(".failed.ipynb")
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     try:
-        pm.execute_notebook(str(spec.path), str(output), parameters=parameters, cwd=cwd, kernel_name="python3",
+        pm.execute_notebook(str(spec.path), str(running), parameters=parameters, cwd=cwd, kernel_name="python3",
                             progress_bar=False, log_output=False)
     except PapermillExecutionError as err:
-        return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(output),
+        _replace(running, failed)
+        return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(failed),
                            error=f"{err.ename}: {err.evalue}", cell=_cell_description(err))
     except Exception as err:  # kernel death, timeout, bad parameters
-        return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(output),
+        _replace(running, failed)
+        return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(failed),
                            error=f"{type(err).__name__}: {err}")
+    os.replace(running, output)
+    failed.unlink(missing_ok=True)
     return NotebookRun(spec.name, "ok", time.perf_counter() - start, str(output))
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Move a failed run's partial copy aside (when papermill got as far as writing one)."""
+    if src.exists():
+        os.replace(src, dst)
 
 
 def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = None, jobs: int | None = None,
@@ -192,22 +206,33 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
     phases = [[s for s in specs if not s.final], [s for s in specs if s.final]]  # final ones run last
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool, \
             tqdm(total=len(specs), desc="notebooks", unit="nb", disable=not progress) as bar:
-        for phase in phases:
-            futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s for s in phase}
-            for fut in cf.as_completed(futures):
-                spec = futures[fut]
-                try:
-                    run = fut.result()
-                except Exception as err:  # the worker process itself died
-                    run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
-                results_file = results_root / profile / spec.results
-                run.results_file = str(results_file)
-                if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
-                    run.status, run.error = "no results", f"did not write {results_file}"
-                runs[spec.name] = run
-                bar.update(1)
-                bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
+        try:
+            _run_phases(pool, bar, phases, parameters, out_dir, env, results_root, profile, started, runs)
+        except KeyboardInterrupt:
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():  # the workers (and so their kernels) stop now
+                child.terminate()
+            raise
     return [runs[s.name] for s in specs]
+
+
+def _run_phases(pool, bar, phases, parameters, out_dir, env, results_root, profile, started, runs) -> None:
+    """Submit each phase's notebooks and record their runs in ``runs`` as they finish."""
+    for phase in phases:
+        futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s for s in phase}
+        for fut in cf.as_completed(futures):
+            spec = futures[fut]
+            try:
+                run = fut.result()
+            except Exception as err:  # the worker process itself died
+                run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
+            results_file = results_root / profile / spec.results
+            run.results_file = str(results_file)
+            if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
+                run.status, run.error = "no results", f"did not write {results_file}"
+            runs[spec.name] = run
+            bar.update(1)
+            bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
 
 
 def format_table(runs: list[NotebookRun]) -> str:
@@ -256,8 +281,13 @@ def run(profile: str = "quick", device: str | None = None, jobs: int | None = No
     check_device(get_profile(profile, device=device).device)  # unknown profile: error lists the valid ones
     specs = select(load_manifest(), only)
     t0 = time.perf_counter()
-    runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root, results_root=results_root,
-                         threads=threads)
+    try:
+        runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root,
+                             results_root=results_root, threads=threads)
+    except KeyboardInterrupt:
+        print(f"\nwdlg run: interrupted after {time.perf_counter() - t0:.0f} s. Attacks already stored are loaded "
+              "by the next run; every page keeps its last complete executed copy.", file=sys.stderr)
+        return 130
     print()
     print(format_table(runs))
     failed = [r for r in runs if not r.ok]
