@@ -86,6 +86,7 @@ def test_tab05_notebook_executes(tmp_path, monkeypatch):
                           results_root=str(tmp_path / "results"))
     summary = json.loads((tmp_path / "results" / "quick" / "tab05_ablation.json").read_text())
     assert summary["profile"]["iterations"] == 5 and len(summary["attacks"]) == 6
+    assert summary["overrides"] == {"n_images": 2, "iterations": 5}  # the summary flags this run as non-default
     assert [r["variant"] for r in summary["summary"]] == list(VARIANTS)
     assert len(summary["ordering"]) == 8 and summary["store"]["computed"] == 6
     assert (tmp_path / "results" / "quick" / "tab05_ablation.png").exists()

@@ -123,3 +123,22 @@ def test_notebook_executes(name, params, check, tmp_path, monkeypatch):
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5])
+def test_zero_images_is_an_error_not_the_default(bad):
+    from wdlg_core.experiments import count_or_default
+    from wdlg_core.experiments.noise_defense import run_sweep
+
+    assert count_or_default(None, 7, "n_images") == 7 and count_or_default(3, 7, "n_images") == 3
+    with pytest.raises(ValueError, match="n_images must be a whole number >= 1"):
+        count_or_default(bad, 7, "n_images")
+    with pytest.raises(ValueError, match="n_images must be a whole number >= 1"):
+        run_sweep("quick", n_images=bad, progress=False)
+
+
+def test_an_empty_sigma_list_is_rejected():
+    from wdlg_core.experiments.noise_defense import run_sweep
+
+    with pytest.raises(ValueError, match="one or more values"):
+        run_sweep("quick", sigmas=[], progress=False)

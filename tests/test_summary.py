@@ -280,3 +280,23 @@ def test_gallery_failure_within_a_smaller_budget_is_inconclusive():
     assert "below the paper's 448" in short.loc[short.setting == "MNIST", "note"].item()
     assert long.loc[long.setting == "MNIST", "verdict"].item() == sm.NOT_HOLDS
     assert "(CNN6)" in short["claim"].iloc[0] and short["paper_ref"].iloc[0] == "Figure 4"
+
+
+def test_a_page_run_with_other_parameters_is_flagged(tmp_path):
+    from wdlg_core.runner import page_overrides
+
+    # the notebook's own defaults give {}; a changed (or papermill-listed) value is an override
+    assert page_overrides("tab02_success_time", {"confidence": 0.95, "n_images": None, "profile": "paper"}) == {}
+    assert page_overrides("tab02_success_time", {"confidence": 0.5, "datasets": ["mnist"]}) == {
+        "confidence": 0.5, "datasets": ["mnist"]}
+    assert page_overrides("no_such_page", {}) is None
+
+    folder = _write(tmp_path / "quick", {"tab02_success_time": {**_tab02(), "overrides": {"confidence": 0.5}},
+                                         "fig07_first_loss": {**_fig07(), "overrides": {}}})
+    table = sm.collect_claims(folder)
+    ran = table[(table.page == "tab02_success_time") & (table.verdict != sm.NOT_RUN)]
+    assert len(ran) == 4 and ran.note.str.startswith("page run with non-default parameters confidence=0.5").all()
+    assert not table[table.page == "fig07_first_loss"].note.str.contains("non-default").any()
+    status = sm.page_status(folder).set_index("page")["results file"]
+    assert status["tab02_success_time"] == "found (non-default parameters confidence=0.5)"
+    assert status["fig07_first_loss"] == "found"

@@ -359,8 +359,10 @@ def run_attacks(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, co
             (a list of N per-attack defences is split with the chunks).
         max_chunk: upper bound on the chunk size.
         progress: tqdm bars over chunks and iterations (None: only on a terminal).
-        on_result: called as ``on_result(index, result)`` as soon as each chunk finishes
-            (the store saves there, so an interrupted run resumes at attack granularity).
+        on_result: called as ``on_result(index, result)`` for each attack of a chunk as soon
+            as the chunk finishes (the store saves there, one record per attack: an interrupted
+            run keeps every finished chunk and loses only the chunk in progress, at most
+            ``max_chunk`` attacks; pass a smaller ``max_chunk`` for finer checkpoints).
 
     Returns:
         N results in input order.

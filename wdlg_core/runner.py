@@ -111,6 +111,43 @@ def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSp
     return [s for s in specs if s.name in only or s.final]
 
 
+#: Parameters every page takes that choose where and on what it runs, not what it measures.
+PLACEMENT_PARAMETERS = ("profile", "device", "data_root", "results_root")
+
+
+def notebook_defaults(name: str) -> dict:
+    """The default parameters of ``notebooks/<name>.ipynb``: its cell tagged ``parameters``,
+    read as Python literals. Raises FileNotFoundError when the notebook is not there (the
+    package installed without this repository)."""
+    import ast
+    import json
+
+    path = REPO_ROOT / "notebooks" / f"{name}.ipynb"
+    cells = json.loads(path.read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {t.id: ast.literal_eval(node.value) for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets}
+
+
+def page_overrides(name: str, namespace: dict) -> dict | None:
+    """What a page run measures differently from the book's run: the parameters of notebook
+    ``name`` whose values in ``namespace`` (the notebook's ``globals()``) differ from its
+    defaults, leaving out :data:`PLACEMENT_PARAMETERS`. ``{}`` for the book's own run; None when
+    the notebook's source cannot be found (the package installed without this repository)."""
+    import json
+
+    try:
+        defaults = notebook_defaults(name)
+    except (OSError, StopIteration):
+        return None
+
+    def same(a, b):  # papermill passes lists where a default may be a tuple
+        return json.dumps(a, default=str) == json.dumps(b, default=str)
+
+    return {k: namespace[k] for k, d in defaults.items()
+            if k not in PLACEMENT_PARAMETERS and k in namespace and not same(namespace[k], d)}
+
+
 def _cell_description(err) -> str:
     """'cell 5 (In [4]): first line of its source' from a PapermillExecutionError."""
     first = next((line for line in (err.source or "").splitlines() if line.strip() and not line.startswith("#")), "")

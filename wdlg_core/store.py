@@ -322,8 +322,15 @@ class ResultStore:
         """``<root>/<profile>/<name>.json``: a notebook's results file."""
         return self.folder / f"{name}.json"
 
-    def write_summary(self, name: str, payload: Mapping) -> Path:
-        """Write a notebook's numbers to ``<root>/<profile>/<name>.json`` (atomically)."""
+    def write_summary(self, name: str, payload: Mapping, overrides: Mapping | None = None) -> Path:
+        """Write a notebook's numbers to ``<root>/<profile>/<name>.json`` (atomically).
+
+        ``overrides``: the page's parameters that differ from the book's run
+        (:func:`wdlg_core.runner.page_overrides`), stored under ``"overrides"`` so that the
+        replication summary can say that the numbers come from another setting.
+        """
+        if overrides is not None:
+            payload = {**payload, "overrides": dict(overrides)}
         return atomic_write_json(self.summary_path(name), payload)
 
     def read_summary(self, name: str) -> dict:

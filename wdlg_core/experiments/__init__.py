@@ -3,8 +3,8 @@
 Every experiment turns its profile into a list of :class:`Job` (one attack: config + case +
 the images) and hands it to :func:`run_jobs`, the single place where attacks are executed.
 ``run_jobs`` goes through the results store, so a rerun loads stored results and an
-interrupted sweep resumes where it stopped, and runs everything else through the batched
-engine (``wdlg_core.engine``).
+interrupted sweep resumes from its last finished chunk of attacks, and runs everything else
+through the batched engine (``wdlg_core.engine``).
 """
 from __future__ import annotations
 
@@ -30,6 +30,19 @@ def number_text(x, spec: str = ".3g") -> str:
     if x is None or math.isnan(float(x)):
         return MISSING
     return format(x, spec)
+
+
+def count_or_default(value, default, name: str) -> int:
+    """``default`` when ``value`` is None, else ``value`` as an int >= 1.
+
+    Raises:
+        ValueError: ``value`` is 0, negative or not a whole number (0 is not read as "default").
+    """
+    if value is None:
+        return int(default)
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1 (or None for the default), got {value!r}")
+    return int(value)
 
 
 def configure_threads(threads: int | None = None) -> int:
@@ -135,8 +148,9 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
     Stored jobs are loaded, not recomputed. The others are grouped by model, input shape and
     configuration (up to the seed) and defence (``job.case.defense``, applied to each attack's
     shared gradient with its own noise, see :func:`job_defense`); each group runs as batched
-    chunks of :func:`wdlg_core.engine.run_attacks`, and every result is saved as soon as its chunk
-    finishes, so an interrupted sweep resumes at attack granularity.
+    chunks of :func:`wdlg_core.engine.run_attacks`, and every result is saved (one record per
+    attack) as soon as its chunk finishes, so an interrupted sweep loses only the chunk in
+    progress (up to 512 attacks of one group) and resumes from there.
 
     Args:
         jobs: the attacks.

@@ -35,7 +35,7 @@ import pandas as pd
 from ..paper import TABLE3
 from ..profiles import Profile, get_profile
 from ..store import Case, ResultStore
-from . import MISSING, Job, check_device, images_fingerprint, number_text, run_jobs
+from . import MISSING, Job, check_device, count_or_default, images_fingerprint, number_text, run_jobs
 from .batches import interval_mean
 from .success import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, verdict
 
@@ -183,9 +183,9 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
 
     p = get_profile(profile, device=device)
     quick = p.name == "quick"
-    n_images = int(n_images or (QUICK["n_images"] if quick else p.n_images))
-    if iterations:
-        per_model = {m: int(iterations) for m, _ in CASES}
+    n_images = count_or_default(n_images, QUICK["n_images"] if quick else p.n_images, "n_images")
+    if iterations is not None:
+        per_model = {m: count_or_default(iterations, None, "iterations") for m, _ in CASES}
     else:
         per_model = {m: int((QUICK["iterations"].get(m) if quick else None) or p.iterations) for m, _ in CASES}
     avail = available_methods()

@@ -200,12 +200,12 @@ def attack_settings(profile: str | Profile, settings, n_images=None, iterations=
     Returns one row per attack (as :func:`wdlg_core.experiments.noise_defense.run_sweep`, with
     columns setting and kind added; ``sigma`` is 0 there for non-Gaussian defences).
     """
-    from . import run_jobs
+    from . import count_or_default, run_jobs
 
     p = get_profile(profile, device=device)
     a = ATTACK.get(p.name, ATTACK["quick"])
-    n = int(n_images or a["n_images"] or p.n_images)
-    iterations = int(iterations or a["iterations"])
+    n = count_or_default(n_images, a["n_images"] or p.n_images, "n_images")
+    iterations = count_or_default(iterations, a["iterations"], "iterations")
     store = store if store is not None else ResultStore(profile=p.name)
     jobs, labels = [], []
     base, _, _ = _jobs(p, "mnist", n, (0.0,), ("wdlg",), iterations, (), data_root)

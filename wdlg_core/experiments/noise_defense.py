@@ -27,7 +27,7 @@ import pandas as pd
 from ..paper import NOISE_DEFENSE
 from ..profiles import Profile, get_profile
 from ..store import Case, ResultStore
-from . import Job, images_fingerprint, run_jobs
+from . import Job, count_or_default, images_fingerprint, run_jobs
 from .batches import interval_mean
 from .gallery import resolve_source
 from .success import wilson_interval
@@ -131,7 +131,7 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
     """
     p = get_profile(profile, seed=seed, device=device)
     store = store if store is not None else ResultStore(profile=p.name)
-    n = int(n_images or PANEL_IMAGES.get(p.name) or p.gallery_images)
+    n = count_or_default(n_images, PANEL_IMAGES.get(p.name) or p.gallery_images, "n_images")
     snaps = tuple(s for s in SNAPSHOTS if s <= iterations) + ((iterations,) if iterations not in SNAPSHOTS else ())
     jobs, originals, sources = [], {}, {}
     for _, ds, sigmas in PANELS:
@@ -163,9 +163,9 @@ def run_sweep(profile: str | Profile = "quick", dataset=None, sigmas=None, metho
     defaults = SWEEPS.get(p.name, SWEEPS["quick"])
     dataset = dataset or defaults["dataset"]
     sigmas = tuple(float(s) for s in (sigmas if sigmas is not None else defaults["sigmas"]))
-    if any(s < 0 for s in sigmas):
-        raise ValueError(f"sigmas must be >= 0, got {sigmas}")
-    n = int(n_images or defaults["n_images"] or p.n_images)
+    if not sigmas or any(s < 0 for s in sigmas):
+        raise ValueError(f"sigmas must be one or more values >= 0, got {sigmas}")
+    n = count_or_default(n_images, defaults["n_images"] or p.n_images, "n_images")
     store = store if store is not None else ResultStore(profile=p.name)
     jobs, _, src = _jobs(p, dataset, n, sigmas, tuple(methods), iterations, (), data_root)
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="noise sweep")

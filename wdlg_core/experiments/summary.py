@@ -596,8 +596,23 @@ def collect_claims(folder: str | Path) -> pd.DataFrame:
     "not run" rows, never an error.
     """
     docs = read_results(folder)
-    rows = [r for page, reader in READERS.items() for r in reader(docs[page])]
+    rows = []
+    for page, reader in READERS.items():
+        custom = overrides_text(docs[page])
+        for r in reader(docs[page]):
+            if custom and r["verdict"] != NOT_RUN:
+                r["note"] = "; ".join(x for x in (f"page run with {custom}", r["note"]) if x)
+            rows.append(r)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def overrides_text(doc: dict | None) -> str:
+    """"non-default parameters n_images=2, ..." when the page's results file comes from a run
+    with other parameters than the book's (its ``"overrides"``), else ""."""
+    overrides = (doc or {}).get("overrides") or {}
+    if not overrides:
+        return ""
+    return "non-default parameters " + ", ".join(f"{k}={v!r}" for k, v in sorted(overrides.items()))
 
 
 def verdict_counts(table: pd.DataFrame) -> dict[str, int]:
@@ -612,6 +627,7 @@ def page_status(folder: str | Path) -> pd.DataFrame:
     rows = []
     for page, doc in read_results(folder).items():
         prov = (doc or {}).get("provenance") or {}
-        rows.append({"page": page, "reproduces": PAGES[page], "results file": "found" if doc else "not run",
+        found = "found" + (f" ({overrides_text(doc)})" if overrides_text(doc) else "")
+        rows.append({"page": page, "reproduces": PAGES[page], "results file": found if doc else "not run",
                      "git commit": prov.get("git_commit", "-"), "date (UTC)": prov.get("date", "-")})
     return pd.DataFrame(rows)
