@@ -244,32 +244,28 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
     with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool, \
             tqdm(total=len(specs), desc="notebooks", unit="nb", disable=not progress) as bar:
         try:
-            _run_phases(pool, bar, phases, parameters, out_dir, env, results_root, profile, started, runs)
+            for phase in phases:
+                futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s
+                           for s in phase}
+                for fut in cf.as_completed(futures):
+                    spec = futures[fut]
+                    try:
+                        run = fut.result()
+                    except Exception as err:  # the worker process itself died
+                        run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
+                    results_file = results_root / profile / spec.results
+                    run.results_file = str(results_file)
+                    if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
+                        run.status, run.error = "no results", f"did not write {results_file}"
+                    runs[spec.name] = run
+                    bar.update(1)
+                    bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
             for child in multiprocessing.active_children():  # the workers (and so their kernels) stop now
                 child.terminate()
             raise
     return [runs[s.name] for s in specs]
-
-
-def _run_phases(pool, bar, phases, parameters, out_dir, env, results_root, profile, started, runs) -> None:
-    """Submit each phase's notebooks and record their runs in ``runs`` as they finish."""
-    for phase in phases:
-        futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s for s in phase}
-        for fut in cf.as_completed(futures):
-            spec = futures[fut]
-            try:
-                run = fut.result()
-            except Exception as err:  # the worker process itself died
-                run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
-            results_file = results_root / profile / spec.results
-            run.results_file = str(results_file)
-            if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
-                run.status, run.error = "no results", f"did not write {results_file}"
-            runs[spec.name] = run
-            bar.update(1)
-            bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
 
 
 def format_table(runs: list[NotebookRun]) -> str:

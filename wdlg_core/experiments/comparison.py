@@ -185,7 +185,8 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
     quick = p.name == "quick"
     n_images = count_or_default(n_images, QUICK["n_images"] if quick else p.n_images, "n_images")
     if iterations is not None:
-        per_model = {m: count_or_default(iterations, None, "iterations") for m, _ in CASES}
+        its = count_or_default(iterations, None, "iterations")
+        per_model = {m: its for m, _ in CASES}
     else:
         per_model = {m: int((QUICK["iterations"].get(m) if quick else None) or p.iterations) for m, _ in CASES}
     avail = available_methods()

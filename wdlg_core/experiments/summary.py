@@ -627,7 +627,8 @@ def page_status(folder: str | Path) -> pd.DataFrame:
     rows = []
     for page, doc in read_results(folder).items():
         prov = (doc or {}).get("provenance") or {}
-        found = "found" + (f" ({overrides_text(doc)})" if overrides_text(doc) else "")
+        custom = overrides_text(doc)
+        found = f"found ({custom})" if custom else "found"
         rows.append({"page": page, "reproduces": PAGES[page], "results file": found if doc else "not run",
                      "git commit": prov.get("git_commit", "-"), "date (UTC)": prov.get("date", "-")})
     return pd.DataFrame(rows)
