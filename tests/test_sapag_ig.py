@@ -95,7 +95,7 @@ def test_make_loss_knows_the_new_losses():
 # --- configuration ---------------------------------------------------------------------------
 
 OLD_KEYS = {"method", "optimizer", "lr", "line_search", "history_size", "iterations", "seed", "loss", "estimator",
-            "critic_steps", "critic_lr", "critic_clip", "success_mse", "snapshots", "record_every"}
+            "critic_steps", "critic_lr", "critic_bound", "success_mse", "snapshots", "record_every"}
 
 
 def test_ig_defaults_and_stable_store_dicts():

@@ -159,7 +159,7 @@ def test_paper_profile_runs_every_setting(tmp_path):
     run = S.run_sensitivity("paper", datasets=("mnist",), n_images=1, iterations=2, device="cpu", store=store,
                             progress=False)
     assert [s.name for s in run.settings] == list(S.SETTINGS) and set(run.table.dataset) == {"mnist"}
-    assert store.computed == 2 * 5 + 2  # five settings with both methods, two WDLG-only
+    assert store.computed == 2 * 5 + 3  # five settings with both methods, three WDLG-only (estimators)
     assert run.profile.name == "paper" and (run.table.iterations == 2).all()
 
 
@@ -183,3 +183,20 @@ def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
     used, glued = glue_keys(nb)
     assert used and used <= glued, sorted(used - glued)
     assert sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs) >= 3
+
+
+def test_reading_table_puts_dlg_beside_every_reading(tmp_path):
+    store = ResultStore(tmp_path, profile="quick")
+    run = S.run_sensitivity("quick", settings=["dirac", "dual"], datasets=("mnist",), n_images=2, iterations=3,
+                            store=store, progress=False)
+    rt = S.reading_table(run.table, run.settings, run.profile.estimator)
+    assert list(rt.attacker) == ["DLG", "WDLG (dirac_whole)", "WDLG (dirac)", "WDLG (dual)"]
+    assert rt.estimator.isna().iloc[0] and list(rt.estimator[1:]) == ["dirac_whole", "dirac", "dual"]
+    assert (rt.attacks == 2).all() and (rt.evals > 0).all()
+    t = run.table
+    own = t[(t.setting == "dual") & (t.method == "wdlg")]
+    assert rt.set_index("attacker").loc["WDLG (dual)", "median_mse"] == pytest.approx(own.mse.median())
+    # a dual attack evaluates its start point again after each critic update, then >= 1 trial point
+    assert (own.function_evals >= 2 * 3 + 1).all()
+    fig = S.reading_figure(run.table, run.settings, run.profile.estimator, run.profile.success_mse)
+    assert len(fig.axes) == 2

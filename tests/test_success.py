@@ -170,24 +170,24 @@ def test_settings_tables():
 
 
 def test_settings_estimator_text_states_what_the_dual_critic_converges_to():
-    """The page's explanation of the 'dual' estimator against what the critic computes: it
-    converges to clip x the summed L1 norms (dual_closed_form), not to the 'dirac' L2 norm."""
+    """The page's explanation of the estimators against what they compute: the default is the
+    whole-gradient L2 norm, and the critic converges to K times it (dual_closed_form)."""
     from wdlg_core.config import AttackConfig
-    from wdlg_core.losses import DualCritic, dual_closed_form, wasserstein_dirac
+    from wdlg_core.losses import DualCritic, dual_closed_form, wasserstein_dirac, wasserstein_dirac_whole
 
     text = settings_table(get_profile("quick")).set_index("setting").loc["Wasserstein estimator (WDLG)", "explanation"]
-    clip = AttackConfig().critic_clip
-    assert f"c = {clip:g}" in text and "L1 norm" in text and "not to the L2 norm" in text
-    assert "should converge" not in text
+    cfg = AttackConfig()
+    assert cfg.estimator == get_profile("quick").estimator == "dirac_whole"
+    assert f"K = {cfg.critic_bound:g}" in text and "whole gradient" in text and "'dirac_whole'" in text
     g = torch.Generator().manual_seed(0)
     dummy, true = [torch.randn(4, 3, generator=g), torch.randn(5, generator=g)], [torch.randn(4, 3, generator=g),
                                                                                   torch.randn(5, generator=g)]
-    critic = DualCritic(clip=clip)
-    for _ in range(10):
-        critic.update(dummy, true)
+    critic = DualCritic(cfg.critic_steps, cfg.critic_lr, cfg.critic_bound)
+    critic.update(dummy, true)
     value = critic(dummy, true)
-    assert torch.isclose(value, dual_closed_form(dummy, true, clip), rtol=1e-4)
-    assert not torch.isclose(value, wasserstein_dirac(dummy, true), rtol=0.5)
+    assert torch.isclose(value, dual_closed_form(dummy, true, cfg.critic_bound), rtol=1e-2)
+    assert torch.isclose(value, cfg.critic_bound * wasserstein_dirac_whole(dummy, true), rtol=1e-2)
+    assert not torch.isclose(value, wasserstein_dirac(dummy, true), rtol=0.05)
 
 
 # --- notebooks --------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_ablation_loss_step_to_wdlg_is_not_comparable():
 def test_loss_units_note_follows_the_methods_losses():
     assert sm.loss_units_note("dlg", "idlg") == ""
     assert sm.loss_units_note("wdlg", "wdlg") == ""
-    assert "squared norms" in sm.loss_units_note("dlg", "wdlg") and "sum of norms" in sm.loss_units_note("dlg", "wdlg")
+    assert "squared norms" in sm.loss_units_note("dlg", "wdlg") and "a norm (not squared)" in sm.loss_units_note("dlg", "wdlg")
 
 
 def test_noise_claims_follow_the_papers_level_per_sigma():
@@ -300,3 +300,38 @@ def test_a_page_run_with_other_parameters_is_flagged(tmp_path):
     status = sm.page_status(folder).set_index("page")["results file"]
     assert status["tab02_success_time"] == "found (non-default parameters confidence=0.5)"
     assert status["fig07_first_loss"] == "found"
+
+
+def _readings_doc(directions):
+    """A sensitivity results file with the baseline and three estimator settings; ``directions``
+    maps setting -> (direction, significant) for the success-rate conclusion."""
+    settings = [{"name": "baseline", "factor": "baseline", "overrides": {}}] + [
+        {"name": n, "factor": "estimator", "overrides": {"estimator": n}} for n in ("dirac", "sorted", "dual")]
+    conclusions = [{"setting": name, "conclusion": "higher success rate", "direction": d, "wins": 5, "losses": 1,
+                    "verdict_95": d if sig else "inconclusive"} for name, (d, sig) in directions.items()]
+    return {"settings": settings, "conclusions": conclusions, "profile": {"estimator": "dirac_whole"}}
+
+
+def test_reading_rows_say_which_reading_makes_a_claim_hold():
+    doc = _readings_doc({"baseline": ("does not hold", True), "dirac": ("holds", True),
+                         "sorted": ("does not hold", False), "dual": ("tie", False)})
+    row = pd.DataFrame(sm.reading_rows(doc)).set_index("claim").loc[
+        "WDLG: higher success rate than DLG, under some reading of W1"]
+    assert row.verdict == sm.HOLDS and "holds under dirac only" in row.note
+    assert "dirac_whole: does not hold*" in row.ours and "dirac: holds*" in row.ours and "sorted: does not hold (" in row.ours
+    doc = _readings_doc({n: ("does not hold", True) for n in ("baseline", "dirac", "sorted", "dual")})
+    assert pd.DataFrame(sm.reading_rows(doc)).verdict.iloc[0] == sm.NOT_HOLDS
+    doc = _readings_doc({"baseline": ("does not hold", True), "dirac": ("holds", False),
+                         "sorted": ("does not hold", True), "dual": ("does not hold", True)})
+    assert pd.DataFrame(sm.reading_rows(doc)).verdict.iloc[0] == sm.INCONCLUSIVE
+    # conclusions not in the file, or no file: not run
+    assert set(pd.DataFrame(sm.reading_rows(doc)).verdict.iloc[1:]) == {sm.NOT_RUN}
+    assert set(pd.DataFrame(sm.reading_rows(None)).verdict) == {sm.NOT_RUN}
+
+
+def test_wdlg_rows_name_the_reading_they_use(tmp_path):
+    folder = _write(tmp_path / "quick", {"tab02_success_time": {**_tab02(), "profile": {"estimator": "dirac_whole"}}})
+    table = sm.collect_claims(folder)
+    ran = table[(table.page == "tab02_success_time") & (table.verdict != sm.NOT_RUN)]
+    assert len(ran) and ran.setting.str.endswith("W1 reading: dirac_whole").all()
+    assert not table[table.verdict == sm.NOT_RUN].setting.str.contains("W1 reading:").any()

@@ -7,7 +7,7 @@ Public surface:
 * :func:`build_model` - the attacked networks by name (``wdlg_core.models``).
 * :class:`AttackConfig`, :class:`AttackResult`.
 """
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from .attacks import run_attack  # noqa: E402
 from .config import AttackConfig, preset  # noqa: E402

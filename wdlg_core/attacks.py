@@ -117,7 +117,7 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
     dummy_x = v[:dx].view(shape)  # a view: follows every update of v
 
     loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
-                        critic_lr=config.critic_lr, critic_clip=config.critic_clip)
+                        critic_lr=config.critic_lr, critic_bound=config.critic_bound)
     critic = getattr(loss_fn, "update", None)  # the dual estimator's critic: trained once per iteration
     evals = 0
 
@@ -174,6 +174,8 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         if critic is not None:
             x, target = unpack(v.detach())
             critic(parameter_gradient(model, x, target), true_grads)
+            if hasattr(opt, "objective_changed"):  # our L-BFGS caches its start point (torch's does not)
+                opt.objective_changed()
         before = v.detach().clone()
         loss = float(step().detach())  # the loss at x_(it-1); then x moves to x_it
         if mse_before is not None:

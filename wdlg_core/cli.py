@@ -3,7 +3,7 @@
 ::
 
     wdlg attack --dataset mnist --method wdlg|dlg|idlg|ig --index 3 [--model lenet] [--iterations N]
-                [--optimizer lbfgs|adam] [--lr LR] [--seed S] [--estimator dirac|sorted|dual]
+                [--optimizer lbfgs|adam] [--lr LR] [--seed S] [--estimator dirac_whole|dirac|sorted|dual]
                 [--loss euclidean|wasserstein|cosine|sapag] [--line-search armijo|none]
                 [--[no-]signed] [--[no-]boxed] [--[no-]lr-decay] [--device cpu] [--out attack.png]
     wdlg data list [--root DIR]

@@ -73,7 +73,11 @@ NEW_FIELDS: dict = {k: _NEUTRAL[k] for k in ("tv_weight", "signed", "boxed", "lr
 #: floor(f * iterations) steps for each f in LR_DECAY_FRACTIONS (Geiping et al.'s schedule).
 LR_DECAY_FRACTIONS = (3 / 8, 5 / 8, 7 / 8)
 LR_DECAY_GAMMA = 0.1
-ESTIMATORS = ("dirac", "sorted", "dual")
+#: Wasserstein estimators of WDLG (see :mod:`wdlg_core.losses`): the whole-gradient W1 between
+#: two Dirac measures (the default: the paper's Eq. 9 and Algorithm 2 take the gradient as one
+#: variable), the per-layer sum of such distances, the exact 1-D W1 of each layer's entries, and
+#: the paper's dual critic (Eq. 5-9), which estimates the first.
+ESTIMATORS = ("dirac_whole", "dirac", "sorted", "dual")
 
 #: Default success threshold on image MSE (images in [0, 1]): MSE < 1e-3 is PSNR > 30 dB,
 #: the level at which a reconstruction is visually indistinguishable from the original.
@@ -111,12 +115,16 @@ class AttackConfig:
         seed: seed of the dummy data x' ~ N(0, 1) and dummy label y' ~ N(0, 1) (paper Table 1).
         loss: gradient-matching loss, ``"euclidean"``, ``"wasserstein"``, ``"cosine"`` or
             ``"sapag"`` (see :mod:`wdlg_core.losses`); ``None`` takes the method's default.
-        estimator: Wasserstein estimator (used when the loss is ``"wasserstein"``): ``"dirac"``
-            (closed form, per-layer L2 norm), ``"sorted"`` (exact 1-D W1 of the entries) or
-            ``"dual"`` (the paper's Kantorovich-Rubinstein critic, Algorithm 2).
-        critic_steps, critic_lr, critic_clip: the dual critic's ascent steps per iteration
-            (taken before the optimiser step, so a line search sees one fixed loss), its step
-            size, and the WGAN weight-clipping bound c (Lipschitz constant).
+        estimator: Wasserstein estimator (used when the loss is ``"wasserstein"``):
+            ``"dirac_whole"`` (the default: closed form, L2 norm of the whole gradient
+            difference), ``"dirac"`` (sum of per-parameter-tensor L2 norms), ``"sorted"``
+            (exact 1-D W1 of each layer's entries) or ``"dual"`` (the paper's
+            Kantorovich-Rubinstein critic, Algorithm 2, an estimate of ``critic_bound`` times
+            ``"dirac_whole"``). See :mod:`wdlg_core.losses` and the book's introduction.
+        critic_steps, critic_lr, critic_bound: the dual critic's ascent steps per iteration
+            (taken before the optimiser step; the optimiser then re-evaluates its start point,
+            so a line search sees one fixed loss), its step length in units of the bound, and
+            the bound K on ||w||_2, the critic's Lipschitz constant.
         success_mse: an attack succeeds when its final image MSE is below this value.
         snapshots: iterations (1-based) at which to keep a copy of the dummy image; the
             initial dummy is iteration 0.
@@ -149,10 +157,10 @@ class AttackConfig:
     iterations: int = 300
     seed: int = 0
     loss: str | None = None
-    estimator: str = "dirac"
+    estimator: str = "dirac_whole"
     critic_steps: int = 5
-    critic_lr: float = 0.005
-    critic_clip: float = 0.01
+    critic_lr: float = 1.0
+    critic_bound: float = 1.0
     success_mse: float = SUCCESS_MSE
     snapshots: tuple[int, ...] = ()
     record_every: int = 1
@@ -179,6 +187,9 @@ class AttackConfig:
         _choice("wasserstein estimator", self.estimator, ESTIMATORS)
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not (self.critic_steps >= 1 and self.critic_lr > 0 and self.critic_bound > 0):
+            raise ValueError(f"the dual critic needs critic_steps >= 1, critic_lr > 0 and critic_bound > 0; got "
+                             f"{self.critic_steps}, {self.critic_lr}, {self.critic_bound}")
         if self.iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {self.iterations}")
         if self.history_size < 1:
@@ -224,6 +235,7 @@ class AttackConfig:
     def from_dict(cls, d: dict) -> "AttackConfig":
         """Inverse of :meth:`to_dict` (absent new fields take the method's default)."""
         d = dict(d)
+        d.pop("critic_clip", None)  # the weight-clipped critic of versions <= 0.3.0 (gone; see losses)
         d["snapshots"] = tuple(d.get("snapshots", ()))
         return cls(**d)
 

@@ -125,7 +125,7 @@ class BatchedAttack:
         self.dx = dummy_x[0].numel()
 
         loss_fn = make_loss(config.matching_loss, config.estimator, critic_steps=config.critic_steps,
-                            critic_lr=config.critic_lr, critic_clip=config.critic_clip, batched=True)
+                            critic_lr=config.critic_lr, critic_bound=config.critic_bound, batched=True)
         self.objective = MatchingObjective(model, true_grads, loss_fn, path=path, tv_weight=config.tv_weight)
         self.critic = getattr(loss_fn, "update", None)  # the dual estimator: trained once per iteration
         extra = {"history_size": config.history_size} if config.optimizer == "lbfgs" else {"signed": config.signed}
@@ -173,6 +173,7 @@ class BatchedAttack:
         if self.critic is not None:
             x, target = self.dummy(self.z.detach())
             self.critic([g.detach() for g in self.objective.dummy_gradients(x, target)], self.objective.true_grads)
+            self.optimizer.objective_changed()  # a new loss: the start point is evaluated again
         if self.config.lr_decay:  # step decay, as torch's MultiStepLR in the reference
             self.optimizer.lr = self.config.lr_at(it)
         step_loss = self.optimizer.step(self.closure).double().cpu().numpy()  # losses at x_(it-1)

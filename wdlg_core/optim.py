@@ -158,6 +158,15 @@ class _BatchedBase:
         self.loss = torch.full((n,), float("nan"), dtype=x.dtype, device=dev)
         self._x_ok = self.x.clone()  # (N, D) last iterate with a finite evaluation
 
+    def objective_changed(self) -> None:
+        """Tell the optimiser that the closure's function changed (the dual critic was updated).
+
+        The next step then evaluates its start point again instead of reusing an evaluation
+        cached under the old function, so that a line search compares values of one function.
+        A no-op for optimisers that cache nothing.
+        """
+        self._cache = None
+
     @property
     def x_finite(self) -> Tensor:
         """(N, D): each attack's last iterate whose evaluation was finite (a copy)."""
@@ -481,6 +490,10 @@ class LBFGSReference:
         self.moved = False
         self.loss = float("nan")
         self._x_ok = self.x.clone()
+        self._cache = None
+
+    def objective_changed(self) -> None:
+        """The closure's function changed: the next step evaluates its start point again."""
         self._cache = None
 
     def _eval(self, closure, x):

@@ -54,7 +54,7 @@ class Profile:
     lr: float = 1.0
     line_search: str = "armijo"
     iterations: int = 448
-    estimator: str = "dirac"
+    estimator: str = "dirac_whole"
     success_mse: float = SUCCESS_MSE
     seed: int = 0
     model_seed: int = 0

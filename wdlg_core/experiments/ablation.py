@@ -10,7 +10,7 @@ gives the paper's four columns with uncertainty and :func:`ordering` checks the 
 claim that each step improves every column.
 
 Columns: final gradient-matching loss (the method's own units: DLG and iDLG a sum of squared
-L2 norms, WDLG with the ``dirac`` estimator a sum of L2 norms, so the loss column does not
+L2 norms, WDLG an L2 norm, not squared, with its default estimator, so the loss column does not
 compare like with like across the Wasserstein step), image MSE, iterations to converge (the
 first recorded iteration whose image MSE is below the success threshold, median over the
 successful attacks; the paper says "the number of iterative training when the image is

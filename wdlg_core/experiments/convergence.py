@@ -14,11 +14,12 @@ helpers (:func:`first_below`, :func:`value_at`, :func:`crossings`, :func:`first_
 :func:`below_twice`) are plain functions of the tidy tables.
 
 Units. DLG's loss is a squared L2 norm, sum_l ||dW'_l - dW_l||^2 (gradient units squared);
-WDLG's (``dirac`` estimator) is a sum of L2 norms, sum_l ||dW'_l - dW_l|| (gradient units). So
-the raw curves are not on one scale, and a squared loss normalised by its first value falls
-twice as many decades as the norm it squares: :func:`run_convergence` also gives each curve
-normalised by its first value (``loss_norm``) and, for DLG, its square root
-(``loss_norm_sqrt``: the plain norm sqrt(sum_l ||.||^2), in gradient units).
+WDLG's (default ``dirac_whole`` estimator) is the L2 norm ||dW' - dW|| of the whole difference
+(gradient units; the ``dirac`` estimator: a sum of per-layer norms). So the raw curves are not
+on one scale, and a squared loss normalised by its first value falls twice as many decades as
+the norm it squares: :func:`run_convergence` also gives each curve normalised by its first value
+(``loss_norm``) and, for DLG, its square root (``loss_norm_sqrt``: the plain norm
+sqrt(sum_l ||.||^2), in gradient units, WDLG's own quantity under ``dirac_whole``).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """Sensitivity: do the paper's conclusions survive the choices it leaves open?
 
 The paper does not say which optimiser it uses (Table 1 gives only "learning rate 0.1"; DLG,
-which WDLG builds on, used L-BFGS with lr 1), how it estimates the Wasserstein distance (a
-weight-clipped critic, Eq. 5-9, or a closed form), nor the threshold that makes an attack a
+which WDLG builds on, used L-BFGS with lr 1), how it reads and estimates the Wasserstein
+distance (the whole gradient or each layer as one point, or each layer's entries as samples;
+its critic, Eq. 5-9, or a closed form: :func:`reading_table`), nor the threshold that makes an attack a
 "success" (PAPER_NOTES, "Ambiguities"). This module varies one of these choices at a time
 around the profile's baseline, attacks the same images with DLG and WDLG under each setting,
 and recomputes the paper's three headline conclusions:
@@ -88,7 +89,7 @@ class Setting:
 
 
 #: Every setting this page knows, in display order. The baseline is the profile's optimiser
-#: (both profiles: L-BFGS with Armijo backtracking from step 1, ``dirac`` estimator).
+#: (both profiles: L-BFGS with Armijo backtracking from step 1, ``dirac_whole`` estimator).
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("baseline", "baseline", "profile baseline"),
     Setting("lbfgs_fixed", "optimiser", "L-BFGS, fixed step (no line search)", (("line_search", "none"),)),
@@ -96,8 +97,11 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("lr_0.1", "learning rate", "learning rate 0.1", (("lr", 0.1),)),
     Setting("lbfgs_fixed_lr_0.1", "learning rate", "L-BFGS, fixed step, lr 0.1 (Table 1 read literally)",
             (("line_search", "none"), ("lr", 0.1))),
-    Setting("sorted", "estimator", "WDLG estimator: sorted (exact 1-D W1)", (("estimator", "sorted"),), True),
-    Setting("dual", "estimator", "WDLG estimator: dual critic (paper Eq. 5-9)", (("estimator", "dual"),), True),
+    Setting("dirac", "estimator", "WDLG estimator: dirac (per-layer sum of L2 norms)", (("estimator", "dirac"),), True),
+    Setting("sorted", "estimator", "WDLG estimator: sorted (exact 1-D W1 of each layer's entries)",
+            (("estimator", "sorted"),), True),
+    Setting("dual", "estimator", "WDLG estimator: dual critic (paper Eq. 5-9, estimates dirac_whole)",
+            (("estimator", "dual"),), True),
 )}
 
 #: Reductions of the quick profile (the whole book must run on a 2-core CPU in minutes): MNIST
@@ -112,7 +116,7 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
 #: iterations, which are then exactly Table 2's and Table 5's baseline attacks, loaded from the
 #: store).
 QUICK_SCALE = {"datasets": ("mnist",), "n_images": 3, "iterations": 300,
-               "settings": ("baseline", "lbfgs_fixed", "adam", "lr_0.1", "sorted", "dual")}
+               "settings": ("baseline", "lbfgs_fixed", "adam", "lr_0.1", "dirac", "sorted", "dual")}
 
 
 def scale(profile: Profile) -> dict:
@@ -251,6 +255,41 @@ def run_sensitivity(profile: str | Profile = "quick", settings=None, datasets=No
                                   key=lambda c: c.map(order[c.name]) if c.name in order else c).reset_index(drop=True)
         table["iterations_to_success"] = table["iterations_to_success"].astype("Int64")
     return SensitivityRun(table, chosen, p, sources)
+
+
+def reading_table(table: pd.DataFrame, settings: list[Setting], baseline_estimator: str) -> pd.DataFrame:
+    """DLG and WDLG under each reading of W1 side by side: one row per dataset and attacker.
+
+    Args:
+        table: :attr:`SensitivityRun.table`.
+        settings: the settings run (only the baseline and the ``estimator`` settings are read).
+        baseline_estimator: the profile's estimator (the reading of the baseline's WDLG rows).
+
+    Returns:
+        Columns dataset, attacker (``DLG`` or ``WDLG (<estimator>)``), estimator (None for
+        DLG), attacks, successes, success_rate (0-1), median_mse and its 25% / 75% quantiles
+        (image MSE, images in [0, 1]), diverged, evals (mean loss evaluations per attack), in
+        the order DLG, the baseline's reading, then the settings' order. Empty without a baseline.
+    """
+    readings = [("baseline", baseline_estimator)] + [
+        (s.name, dict(s.overrides)["estimator"]) for s in settings if s.factor == "estimator"]
+    rows = []
+    own = table[~table.reused] if "reused" in table else table
+    for ds in dict.fromkeys(own["dataset"]):
+        groups = [("DLG", None, own[(own.setting == "baseline") & (own.method == "dlg") & (own.dataset == ds)])]
+        groups += [(f"WDLG ({est})", est, own[(own.setting == name) & (own.method == "wdlg") & (own.dataset == ds)])
+                   for name, est in readings]
+        for attacker, est, g in groups:
+            if not len(g):
+                continue
+            mse = g["mse"].astype(float)
+            rows.append({"dataset": ds, "attacker": attacker, "estimator": est, "attacks": len(g),
+                         "successes": int(g["success"].sum()), "success_rate": float(g["success"].mean()),
+                         "median_mse": float(mse.median()), "mse_q25": float(mse.quantile(0.25)),
+                         "mse_q75": float(mse.quantile(0.75)), "diverged": int(g["diverged"].sum()),
+                         "evals": float(g["function_evals"].mean())})
+    return pd.DataFrame(rows, columns=["dataset", "attacker", "estimator", "attacks", "successes", "success_rate",
+                                       "median_mse", "mse_q25", "mse_q75", "diverged", "evals"])
 
 
 # --- paired comparisons ----------------------------------------------------------------------
@@ -585,6 +624,50 @@ def settings_figure(table: pd.DataFrame, settings: list[Setting], success_mse: f
         for a in axes[r]:
             if a.get_legend() is not None and r > 0:
                 a.get_legend().remove()
+    fig.tight_layout()
+    return fig
+
+
+def reading_figure(table: pd.DataFrame, settings: list[Setting], baseline_estimator: str, success_mse: float):
+    """DLG and WDLG under each reading of W1, one row of two panels per dataset: final image MSE
+    of every attack (strip plot, log scale, success threshold dashed) and the success count out
+    of the attacks (bars, labelled "k/n"). Returns the Figure."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from ..plotting import DATASET_NAMES
+
+    summary = reading_table(table, settings, baseline_estimator)
+    own = table[~table.reused] if "reused" in table else table
+    name_of = {"baseline": baseline_estimator, **{s.name: dict(s.overrides)["estimator"] for s in settings
+                                                   if s.factor == "estimator"}}
+    points = own[((own.method == "dlg") & (own.setting == "baseline"))
+                 | ((own.method == "wdlg") & own.setting.isin(list(name_of)))]
+    points = points.assign(attacker=[("DLG" if m == "dlg" else f"WDLG ({name_of[st]})")
+                                     for m, st in zip(points.method, points.setting)],
+                           mse_plot=points["mse"].astype(float).clip(lower=1e-9))
+    order = list(dict.fromkeys(summary["attacker"]))
+    datasets = list(dict.fromkeys(summary["dataset"]))
+    fig, axes = plt.subplots(len(datasets), 2, figsize=(11, 0.45 * len(order) * len(datasets) + 1.6),
+                             squeeze=False)
+    for r, ds in enumerate(datasets):
+        ax = axes[r, 0]
+        sns.stripplot(data=points[points.dataset == ds], x="mse_plot", y="attacker", order=order, ax=ax, size=4,
+                      alpha=0.7, jitter=0.2, color="C0")
+        ax.set_xscale("log")
+        ax.axvline(success_mse, ls="--", color="grey", lw=1)
+        ax.set_xlabel("final image MSE (log)")
+        ax.set_ylabel(DATASET_NAMES.get(ds, ds))
+        ax = axes[r, 1]
+        d = summary[summary.dataset == ds].set_index("attacker").reindex(order)
+        ax.barh(range(len(order)), d["success_rate"].fillna(0), color="C2")
+        for i, (k, n) in enumerate(zip(d["successes"], d["attacks"])):
+            if n == n:  # not NaN: the attacker ran on this dataset
+                ax.text(0.01, i, f"{int(k)}/{int(n)}", va="center", fontsize=9)
+        ax.set_yticks(range(len(order)), [""] * len(order))
+        ax.invert_yaxis()
+        ax.set_xlim(0, 1.02)
+        ax.set_xlabel(f"success rate (MSE < {success_mse:g})")
     fig.tight_layout()
     return fig
 

@@ -137,12 +137,13 @@ def loss_units_note(method_a: str, method_b: str) -> str:
     """Why the final losses of two methods do not compare, or "" when they do.
 
     The units follow each method's default gradient-matching loss (:data:`wdlg_core.config.METHODS`):
-    ``euclidean`` is a sum over layers of squared L2 norms, ``wasserstein`` (``dirac``) a sum of
-    L2 norms, ``cosine`` a dimensionless cosine distance.
+    ``euclidean`` is a sum over layers of squared L2 norms, ``wasserstein`` a norm, not squared
+    (``dirac_whole``: of the whole difference; ``dirac``: a sum of per-layer norms), ``cosine`` a
+    dimensionless cosine distance.
     """
     from ..config import METHODS
 
-    units = {"euclidean": "a sum of squared norms", "wasserstein": "a sum of norms",
+    units = {"euclidean": "a sum of squared norms", "wasserstein": "a norm (not squared)",
              "cosine": "a cosine distance", "sapag": "a sum of Gaussian-kernel distances"}
     la, lb = METHODS[method_a]["loss"], METHODS[method_b]["loss"]
     if la == lb:
@@ -525,6 +526,49 @@ def sensitivity_rows(doc: dict | None) -> list[dict]:
     return rows
 
 
+def reading_rows(doc: dict | None) -> list[dict]:
+    """Which reading of W1, if any, makes each of the paper's headline WDLG conclusions hold:
+    one row per conclusion, from the sensitivity page's paired comparisons under the baseline
+    (the profile's estimator) and each estimator setting. Verdict: holds when WDLG wins
+    significantly under at least one reading, does not hold when it loses significantly
+    under every reading, inconclusive otherwise; ``ours`` lists the direction per reading."""
+    page, group = "sensitivity", "readings of the Wasserstein distance"
+    conclusions = (doc or {}).get("conclusions") or []
+    settings = {s["name"]: s for s in (doc or {}).get("settings") or []}
+    base = ((doc or {}).get("profile") or {}).get("estimator", "baseline")
+    readings = [name for name, s in settings.items() if name == "baseline" or s.get("factor") == "estimator"]
+    rows = []
+    for conclusion in ("higher success rate", "lower final MSE", "fewer iterations to success"):
+        claim = f"WDLG: {conclusion} than DLG, under some reading of W1"
+        paper_text = "holds (Tables 2, 3, 5; the paper's critic, not defined)"
+        found = {c["setting"]: c for c in conclusions if c.get("conclusion") == conclusion and c.get("setting") in readings}
+        if len(found) < 2:
+            rows.append(_row(group, page, claim, "W1 readings", paper_text, "-", NOT_RUN))
+            continue
+        parts, sig_wins, sig_losses = [], [], []
+        for name, c in found.items():
+            label = base if name == "baseline" else (settings[name].get("overrides") or {}).get("estimator", name)
+            star = "*" if str(c.get("verdict_95", "")) not in ("", "inconclusive") else ""
+            parts.append(f"{label}: {c.get('direction')}{star} ({fmt_count(c.get('wins'))}:{fmt_count(c.get('losses'))})")
+            if star and c.get("direction") == HOLDS:
+                sig_wins.append(label)
+            elif star and c.get("direction") == NOT_HOLDS:
+                sig_losses.append(label)
+        if sig_wins:
+            verdict = HOLDS
+        elif len(sig_losses) == len(found):
+            verdict = NOT_HOLDS
+        else:
+            verdict = INCONCLUSIVE
+        note = ("wins:losses over paired images, * significant at 95% (sign test); "
+                + (f"holds under {', '.join(sig_wins)} only" if sig_wins else "no reading makes it hold significantly"))
+        rows.append(_row(group, page, claim, "W1 readings: " + ", ".join(
+            base if n == "baseline" else (settings[n].get("overrides") or {}).get("estimator", n) for n in found),
+            paper_text, "; ".join(parts), verdict, note, a_label="readings where WDLG wins significantly",
+            a=len(sig_wins), b_label="readings", b=len(found)))
+    return rows
+
+
 def noise_rows(doc: dict | None) -> list[dict]:
     """Section 4.5, Figures 11-14: Gaussian noise of scale sigma on the shared gradient stops
     WDLG's leakage on CIFAR-100 by degrees (the noise-defence page's statement checks: leakage
@@ -564,7 +608,7 @@ READERS: dict[str, Callable[[dict | None], list[dict]]] = {
     "tab04_batch_size": batch_rows,
     "fig08_10_recovery": recovery_rows,
     "tab05_ablation": ablation_rows,
-    "sensitivity": sensitivity_rows,
+    "sensitivity": lambda doc: sensitivity_rows(doc) + reading_rows(doc),
     "fig11_14_noise_defense": noise_rows,
     "architectures": architecture_rows,
 }
@@ -599,11 +643,21 @@ def collect_claims(folder: str | Path) -> pd.DataFrame:
     rows = []
     for page, reader in READERS.items():
         custom = overrides_text(docs[page])
+        reading = wdlg_reading(docs[page])
         for r in reader(docs[page]):
             if custom and r["verdict"] != NOT_RUN:
                 r["note"] = "; ".join(x for x in (f"page run with {custom}", r["note"]) if x)
+            if reading and r["verdict"] != NOT_RUN and "wdlg" in r["claim"].lower() and page != "sensitivity":
+                r["setting"] = "; ".join(x for x in (r["setting"], f"W1 reading: {reading}") if x)
             rows.append(r)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def wdlg_reading(doc: dict | None) -> str:
+    """The Wasserstein estimator (reading of W1) WDLG used on a page, from its results file's
+    profile ("" when the file does not say). The sensitivity page runs several and names them
+    per row."""
+    return str(((doc or {}).get("profile") or {}).get("estimator") or "")
 
 
 def overrides_text(doc: dict | None) -> str:
