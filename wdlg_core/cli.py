@@ -9,9 +9,11 @@
     wdlg data list [--root DIR]
     wdlg data download NAME [--root DIR]
     wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ...] [--no-build]
+    wdlg record ship --from RESULTS/PROFILE --page PAGE --run NAME
 
 ``attack`` runs one attack on one real image and prints a short report; ``run`` executes the
-book's notebooks and builds the book (:mod:`wdlg_core.runner`). Unknown names are rejected
+book's notebooks and builds the book (:mod:`wdlg_core.runner`); ``record ship`` copies a page's
+results file and figures into the shipped book of record (:mod:`wdlg_core.record`). Unknown names are rejected
 with the list of valid choices. The data root is ``--data-root``/``--root``, else
 ``$WDLG_DATA_ROOT``, else ``./data``.
 """
@@ -42,7 +44,7 @@ def _model_names() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``wdlg`` argument parser (subcommands attack, data, run; see the module docstring)."""
     parser = argparse.ArgumentParser(prog="wdlg", description="WDLG Companion: gradient-inversion attacks and the book")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run,record}")
 
     a = sub.add_parser("attack", help="attack one real image and report fidelity",
                        description="Attack one image from its shared gradient; print a report and write a PNG "
@@ -102,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torchvision data root (default $WDLG_DATA_ROOT, else ./data in the repository)")
     r.add_argument("--results-root", default=None,
                    help="results folder (default $WDLG_RESULTS_ROOT, else results/ in the repository)")
+
+    rec = sub.add_parser("record", help="ship a page's results into the book of record (record/)")
+    rsub = rec.add_subparsers(dest="record_command", required=True, metavar="{ship}")
+    rs = rsub.add_parser("ship", help="copy <results>/<profile>/<page>.json and its figures to record/<run>/")
+    rs.add_argument("--from", dest="source", required=True, help="results folder of one profile (<results>/<profile>)")
+    rs.add_argument("--page", required=True, help="results-file stem, e.g. sensitivity")
+    rs.add_argument("--run", required=True, help="name of this scale in record/, e.g. sensitivity_2240")
     return parser
 
 
@@ -202,13 +211,22 @@ def cmd_run(args) -> int:
                data_root=args.data_root, results_root=args.results_root, threads=args.threads)
 
 
+def cmd_record(args) -> int:
+    """``wdlg record ship``: copy a page's results file and figures into record/ (:func:`wdlg_core.record.ship`)."""
+    from .record import ship
+
+    out = ship(args.source, args.page, args.run)
+    print(f"shipped {out}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wdlg`` console script. Returns the exit code; bad input
     (ValueError, including missing data) and a failed download (ConnectionError) print
     ``wdlg: error: ...`` and return 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run}[args.command]
+    handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run, "record": cmd_record}[args.command]
     try:
         return handler(args)
     except (ValueError, ConnectionError) as err:
