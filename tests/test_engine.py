@@ -45,8 +45,8 @@ def _reference(images, labels, config, model="lenet"):
     ("dlg", "lbfgs-armijo", "dirac", 30, 1e-7),
     ("wdlg", "lbfgs-armijo", "dirac", 30, 1e-7),
     # the dual critic's linear loss, re-fitted every iteration, amplifies rounding (the two
-    # paths' 1e-16 differences reach 1e-7 after 30 iterations on one of these digits): 15
-    ("wdlg", "lbfgs-armijo", "dual", 15, 1e-7),
+    # paths' 1e-16 differences reach about 1e-6 after 30 iterations on one of these digits)
+    ("wdlg", "lbfgs-armijo", "dual", 30, 1e-5),
     ("wdlg", "lbfgs-armijo", "dirac_whole", 30, 1e-7),
 ])
 def test_batched_equals_one_at_a_time(digits, method, optimizer, estimator, iters, tol):
@@ -109,9 +109,11 @@ def test_an_attack_does_not_depend_on_its_batch(digits):
 
 def test_a_diverging_attack_is_frozen_and_the_others_are_undisturbed(digits):
     images, labels = digits
-    model = build_model("lenet", (1, 28, 28), 10, seed=0)
+    # float64: the diverged attack leaves the batch, and a batch of 3 rounds differently from
+    # one of 4 (1e-7 in float32, amplified by the attack); in float64 that is 1e-16
+    model = build_model("lenet", (1, 28, 28), 10, seed=0).double()
     configs = [AttackConfig(method="idlg", optimizer="lbfgs", lr=0.1, iterations=10, seed=s) for s in range(4)]
-    x, y = _batch(images, labels)
+    x, y = _batch(images.double(), labels)
     calls = {"n": 0}
 
     def poison_second(grads):  # the second attack's shared gradient overflowed
@@ -124,8 +126,8 @@ def test_a_diverging_attack_is_frozen_and_the_others_are_undisturbed(digits):
     assert np.isfinite(poisoned[1].reconstruction).all()
     for i in (0, 2, 3):
         assert not poisoned[i].diverged
-        assert np.array_equal(poisoned[i].reconstruction, clean[i].reconstruction)
-        assert np.array_equal(poisoned[i].losses, clean[i].losses)
+        assert np.allclose(poisoned[i].reconstruction, clean[i].reconstruction, atol=1e-10, rtol=0)
+        assert np.allclose(poisoned[i].losses, clean[i].losses, rtol=1e-12)
 
 
 def test_mid_run_divergence_matches_the_reference():

@@ -298,3 +298,42 @@ def test_make_optimizer_and_bad_input():
     opt = BatchedLBFGS(x)
     with pytest.raises(ValueError, match="expected"):
         opt.step(lambda z: (z.sum(), z))
+
+
+def test_converged_attacks_stop_and_leave_the_evaluations():
+    """Under the line search an attack that meets a termination test stops for good: with
+    ``row_closure`` the closure is never asked for its row again, the attack keeps its point
+    and loss, and each attack still equals the single-problem reference (which stops too)."""
+    fs = mixed_problems()
+    x0 = start_points(len(fs), seed=11)
+    asked = []
+
+    def closure(x, rows):
+        asked.append(rows.clone())
+        sub = batch_closure([f if bool(r) else (lambda z: (z.sum() * 0, z * 0)) for f, r in zip(fs, rows)])
+        return sub(x)
+
+    kw = dict(lr=1.0, history_size=10, line_search="armijo")
+    opt = BatchedLBFGS(x0.clone(), row_closure=True, **kw)
+    converged_at, losses = {}, []
+    for step in range(80):
+        n_before = len(asked)
+        losses.append(opt.step(closure).clone())
+        for i in opt.converged.nonzero().flatten().tolist():
+            converged_at.setdefault(i, (step, len(asked)))
+        for i, (_, first_call) in converged_at.items():  # never evaluated after the step it stopped in
+            assert not any(bool(rows[i]) for rows in asked[max(first_call, n_before):])
+    assert len(converged_at) >= 3  # the quadratics (at least) converge within 80 steps
+    losses = torch.stack(losses)
+    for i, (step, _) in converged_at.items():  # a stopped attack reports its last loss
+        assert torch.equal(losses[step + 1:, i], opt.loss[i].expand(80 - step - 1))
+    for i, f in enumerate(fs):
+        ref = run_reference(f, x0[i], steps=80, **kw)
+        torch.testing.assert_close(opt.x[i], ref.x, rtol=0, atol=1e-10)
+        assert bool(opt.converged[i]) == ref.converged and int(opt.func_evals[i]) == ref.func_evals
+    # stop_converged=False: the old behaviour, every attack is tried again at every step (the
+    # cost of that on real attacks is in benchmarks/converged_attacks.py)
+    old = BatchedLBFGS(x0.clone(), stop_converged=False, **kw)
+    for _ in range(80):
+        old.step(batch_closure(fs))
+    assert not old.converged.any()

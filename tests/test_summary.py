@@ -308,7 +308,8 @@ def _readings_doc(directions):
     settings = [{"name": "baseline", "factor": "baseline", "overrides": {}}] + [
         {"name": n, "factor": "estimator", "overrides": {"estimator": n}} for n in ("dirac", "sorted", "dual")]
     conclusions = [{"setting": name, "conclusion": "higher success rate", "direction": d, "wins": 5, "losses": 1,
-                    "verdict_95": d if sig else "inconclusive"} for name, (d, sig) in directions.items()]
+                    "p_value": 0.001 if sig else 0.03, "verdict_95": d}  # 0.03: significant alone, not of 4
+                   for name, (d, sig) in directions.items()]
     return {"settings": settings, "conclusions": conclusions, "profile": {"estimator": "dirac_whole"}}
 
 
@@ -317,7 +318,7 @@ def test_reading_rows_say_which_reading_makes_a_claim_hold():
                          "sorted": ("does not hold", False), "dual": ("tie", False)})
     row = pd.DataFrame(sm.reading_rows(doc)).set_index("claim").loc[
         "WDLG: higher success rate than DLG, under some reading of W1"]
-    assert row.verdict == sm.HOLDS and "holds under dirac only" in row.note
+    assert row.verdict == sm.HOLDS and "holds under dirac only" in row.note and "p < 0.0125" in row.note
     assert "dirac_whole: does not hold*" in row.ours and "dirac: holds*" in row.ours and "sorted: does not hold (" in row.ours
     doc = _readings_doc({n: ("does not hold", True) for n in ("baseline", "dirac", "sorted", "dual")})
     assert pd.DataFrame(sm.reading_rows(doc)).verdict.iloc[0] == sm.NOT_HOLDS
@@ -335,3 +336,12 @@ def test_wdlg_rows_name_the_reading_they_use(tmp_path):
     ran = table[(table.page == "tab02_success_time") & (table.verdict != sm.NOT_RUN)]
     assert len(ran) and ran.setting.str.endswith("W1 reading: dirac_whole").all()
     assert not table[table.verdict == sm.NOT_RUN].setting.str.contains("W1 reading:").any()
+
+
+def test_reading_rows_are_not_counted_as_claims(tmp_path):
+    doc = _readings_doc({"baseline": ("holds", True), "dirac": ("holds", True), "sorted": ("holds", True),
+                         "dual": ("holds", True)})
+    table = sm.collect_claims(_write(tmp_path / "quick", {"sensitivity": doc}))
+    readings = table[table.group == sm.READINGS_GROUP]
+    assert len(readings) == 3 and (readings.verdict == sm.HOLDS).sum() == 1
+    assert sum(sm.verdict_counts(table).values()) == len(table) - 3

@@ -69,8 +69,9 @@ def test_engine_matches_plain_torch_lbfgs(case, estimator):
         assert r.label_accuracy == 1.0  # iDLG's restoration, so the plain attack may use the true label
         ref = _plain_attack(model, images[i:i + 1], labels[i:i + 1], configs[i].seed, estimator)
         assert np.allclose(r.reconstruction, ref.clamp(0, 1).float().numpy(), atol=1e-5)
-        # and it moved: the loss fell (dual: the critic's value at each start point, ~ ||dW' - dW||)
-        assert r.losses[-1] < 0.9 * r.losses[0] and abs(r.mses[-1] - r.mses[0]) > 1e-3
+        assert abs(r.mses[-1] - r.mses[0]) > 1e-3  # and it moved
+        if estimator == "dirac_whole":  # downhill (a fixed step on the dual's moving linear
+            assert r.losses[-1] < 0.9 * r.losses[0]  # surrogate need not lower ||dW' - dW||)
 
 
 def test_dual_attacks_with_the_line_search_move(case):
@@ -96,8 +97,8 @@ def test_each_line_search_sees_one_function(case):
     calls = []
     closure = attack.closure
 
-    def recording(z):
-        values, grad = closure(z)
+    def recording(z, rows=None):
+        values, grad = closure(z, rows)
         calls.append(torch.cat([w.flatten(1) for w in critic.weights], 1).clone())
         return values, grad
 

@@ -188,6 +188,9 @@ def invert_gradient(model: nn.Module, true_grads: list[torch.Tensor], config: At
         if it in config.snapshots:
             snapshots[it] = dummy_x.detach().clamp(0, 1).cpu().numpy()
     if not diverged:  # the loss at the final point costs one more evaluation
+        if critic is not None:  # under the final point's own critic, like every other point
+            x, target = unpack(v.detach())
+            critic(parameter_gradient(model, x, target), true_grads)
         final = float(closure()[0])
         recorded.append(config.iterations), losses.append(final), mses.append(image_mse(dummy_x))
         diverged = not math.isfinite(final)

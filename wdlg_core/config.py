@@ -74,9 +74,9 @@ NEW_FIELDS: dict = {k: _NEUTRAL[k] for k in ("tv_weight", "signed", "boxed", "lr
 LR_DECAY_FRACTIONS = (3 / 8, 5 / 8, 7 / 8)
 LR_DECAY_GAMMA = 0.1
 #: Wasserstein estimators of WDLG (see :mod:`wdlg_core.losses`): the whole-gradient W1 between
-#: two Dirac measures (the default: the paper's Eq. 9 and Algorithm 2 take the gradient as one
-#: variable), the per-layer sum of such distances, the exact 1-D W1 of each layer's entries, and
-#: the paper's dual critic (Eq. 5-9), which estimates the first.
+#: two Dirac measures (the default; the book's introduction gives the reasons), the per-layer sum
+#: of such distances, the exact 1-D W1 of each layer's entries, and our reading of the paper's
+#: dual critic (Eq. 5-9), which estimates the first.
 ESTIMATORS = ("dirac_whole", "dirac", "sorted", "dual")
 
 #: Default success threshold on image MSE (images in [0, 1]): MSE < 1e-3 is PSNR > 30 dB,
@@ -235,7 +235,8 @@ class AttackConfig:
     def from_dict(cls, d: dict) -> "AttackConfig":
         """Inverse of :meth:`to_dict` (absent new fields take the method's default)."""
         d = dict(d)
-        d.pop("critic_clip", None)  # the weight-clipped critic of versions <= 0.3.0 (gone; see losses)
+        if d.pop("critic_clip", None) is not None:  # the weight-clipped critic of versions <= 0.3.0 (gone,
+            d.pop("critic_lr", None)                # see losses); its step size meant something else
         d["snapshots"] = tuple(d.get("snapshots", ()))
         return cls(**d)
 

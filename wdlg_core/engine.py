@@ -128,7 +128,8 @@ class BatchedAttack:
                             critic_lr=config.critic_lr, critic_bound=config.critic_bound, batched=True)
         self.objective = MatchingObjective(model, true_grads, loss_fn, path=path, tv_weight=config.tv_weight)
         self.critic = getattr(loss_fn, "update", None)  # the dual estimator: trained once per iteration
-        extra = {"history_size": config.history_size} if config.optimizer == "lbfgs" else {"signed": config.signed}
+        extra = ({"history_size": config.history_size, "row_closure": True} if config.optimizer == "lbfgs"
+                 else {"signed": config.signed})
         if config.line_search == "armijo":
             extra["line_search"] = "armijo"
         self.optimizer = make_optimizer(config.optimizer, self.z, config.lr, **extra)
@@ -143,19 +144,34 @@ class BatchedAttack:
             self._snapshot(0)
         self.elapsed = 0.0
 
-    def dummy(self, z=None):
-        """(dummy data (N, B, C, H, W), label target) from the flat variables ``z`` (N, D)."""
+    def dummy(self, z=None, rows=None):
+        """(dummy data (n, B, C, H, W), label target) from the flat variables ``z`` (n, D) of
+        the attacks ``rows`` (int64 indices; None: z holds all N)."""
         z = self.z if z is None else z
-        x = z[:, :self.dx].reshape(self.n, self.b, *self.shape)
+        x = z[:, :self.dx].reshape(z.shape[0], self.b, *self.shape)
         if not self.joint:
-            return x, self.restored
-        yl = z[:, self.dx:].reshape(self.n, self.b, self.k)
+            return x, (self.restored if rows is None else self.restored[rows])
+        yl = z[:, self.dx:].reshape(z.shape[0], self.b, self.k)
         return x, torch.sigmoid(yl) if self.kind == "logistic" else torch.softmax(yl, -1)
 
-    def closure(self, z):
-        """Every attack's loss (N,) and its gradient w.r.t. its own variables (N, D)."""
+    def closure(self, z, rows=None):
+        """Every attack's loss (N,) and its gradient w.r.t. its own variables (N, D).
+
+        ``rows``: (N,) bool, the attacks to evaluate (the optimiser leaves out those that have
+        stopped); the other rows of the output are zeros. None: all.
+        """
+        if rows is None or bool(rows.all()):
+            return self._evaluate(z, None)
+        out_v, out_g = z.new_zeros(z.shape[0]), torch.zeros_like(z)
+        idx = rows.nonzero().squeeze(1)
+        if idx.numel():
+            out_v[idx], out_g[idx] = self._evaluate(z[idx], idx)
+        return out_v, out_g
+
+    def _evaluate(self, z, rows):
+        """Losses (n,) and gradients (n, D) of the attacks ``rows`` (int64; None: all) at z (n, D)."""
         zr = z.detach().requires_grad_(True)
-        values = self.objective(*self.dummy(zr))                          # (N,)
+        values = self.objective(*self.dummy(zr, rows), rows=rows)        # (n,)
         (grad,) = torch.autograd.grad(values.sum(), zr)
         return values.detach(), grad
 
@@ -164,19 +180,31 @@ class BatchedAttack:
         for i in np.flatnonzero(~self.stopped):
             self.snapshots[i][it] = snap[i]
 
+    def _train_critic(self, live):
+        """The dual estimator: train the critics of the attacks ``live`` ((N,) bool) at their
+        current dummy data; the optimiser then evaluates its start point again."""
+        if self.critic is None or not bool(live.any()):
+            return
+        rows = None if bool(live.all()) else live.nonzero().squeeze(1)
+        z = self.z.detach() if rows is None else self.z[rows].detach()
+        dummy = self.objective.dummy_gradients(*self.dummy(z, rows))
+        self.critic([g.detach() for g in dummy], self.objective.true_gradients(rows), rows=rows)
+        self.optimizer.objective_changed()  # a new loss: the start point is evaluated again
+
     def step(self):
         """One iteration of every live attack (one optimiser step), recorded like the reference."""
         start = time.perf_counter()
         it = self.iteration = self.iteration + 1
         record = (it - 1) % self.config.record_every == 0
         mse_before = per_attack_mse(self.dummy()[0], self.images) if record else None
-        if self.critic is not None:
-            x, target = self.dummy(self.z.detach())
-            self.critic([g.detach() for g in self.objective.dummy_gradients(x, target)], self.objective.true_grads)
-            self.optimizer.objective_changed()  # a new loss: the start point is evaluated again
+        live = self.optimizer.active  # (N,) not diverged, not converged
+        self._train_critic(live)
         if self.config.lr_decay:  # step decay, as torch's MultiStepLR in the reference
             self.optimizer.lr = self.config.lr_at(it)
-        step_loss = self.optimizer.step(self.closure).double().cpu().numpy()  # losses at x_(it-1)
+        if bool(live.any()):
+            step_loss = self.optimizer.step(self.closure).double().cpu().numpy()  # losses at x_(it-1)
+        else:  # every attack has stopped: nothing to evaluate, the curves stay flat
+            step_loss = self.optimizer.loss.double().cpu().numpy()
         if self.config.boxed:  # box constraint: every dummy image back into [0, 1] (labels untouched)
             self.z[:, :self.dx].clamp_(0, 1)
         newly = self.optimizer.diverged.cpu().numpy() & ~self.stopped
@@ -197,6 +225,7 @@ class BatchedAttack:
         amortised cost that depends on N; ``meta["engine"]`` keeps the batch's time and N).
         """
         start = time.perf_counter()
+        self._train_critic(torch.as_tensor(~self.stopped, device=self.z.device))  # the final point's own critic
         final_loss = self.closure(self.z)[0].double().cpu().numpy()
         final_mse = per_attack_mse(self.dummy()[0], self.images)
         elapsed = self.elapsed + time.perf_counter() - start

@@ -12,9 +12,9 @@ wasserstein /          ||dW' - dW||_2 over all parameters at once (not squared).
   dirac_whole          paper's Eq. 9 and Algorithm 2 take the gradient dW as one variable;
                        with one shared gradient both "distributions" of Eq. 4 are single
                        points (Dirac measures), and W1 between two points is their L2 ground
-                       distance. This is the value the dual critic estimates (Eq. 7-8: at the
-                       critic's optimum the gradient of D is the gradient of the critic's
-                       value). A monotone transform of DLG's loss, sqrt(euclidean): the same
+                       distance (we read Eq. 9's m samples as one per side). This is the
+                       value our dual critic estimates (Eq. 7-8: at the critic's optimum the
+                       gradient of D is the gradient of the critic's value). A monotone transform of DLG's loss, sqrt(euclidean): the same
                        descent direction at every point (grad ||d|| = grad ||d||^2 / (2 ||d||)),
                        other step lengths and curvature. The default of WDLG.
 wasserstein / dirac    sum_l ||dW'_l - dW_l||_2: one Dirac pair per parameter tensor and
@@ -51,11 +51,12 @@ f(dW) = <w, dW> summed over every parameter tensor, with ||w||_2 <= K over all o
 together. Its supremum is K * ||dW' - dW||_2 at w = K (dW' - dW) / ||dW' - dW|| (Cauchy-Schwarz).
 The critic is trained by projected, normalised gradient ascent (each step has length ``lr * K``
 whatever the gradients' scale, then w is projected back into the ball); with the default
-lr = 1 each step halves the angle between w and its optimum, so five steps from any start
-less than 170 degrees off reach the closed form within 1% (tests check it). The paper does not
+lr = 1 a step from the sphere halves the angle between w and its optimum; five steps from any
+start in the ball reach the closed form within 1% (the worst start, about 125 degrees off,
+leaves about 0.2%; tests check it). The paper does not
 define its critic; this is our documented reading. An earlier version of this package clipped
 each weight to [-c, c] (WGAN's clipping): that critic's supremum is c * sum ||dW' - dW||_1, a
-W1 with an L1 ground cost, not the paper's Eq. 4, and it is gone.
+W1 with an L1 ground cost, not the L2 ground cost we read in the paper's Eq. 4, and it is gone.
 """
 from __future__ import annotations
 
@@ -277,26 +278,39 @@ class BatchedDualCritic:
         """(N,) L2 norm over all tensors of each attack."""
         return torch.sqrt(sum((t * t).flatten(1).sum(1) for t in tensors))
 
+    #: the critics are per-attack state: the matching objective passes ``rows`` (see below)
+    per_attack_state = True
+
     @torch.no_grad()
-    def update(self, dummy: Grads, true: Grads) -> None:
+    def update(self, dummy: Grads, true: Grads, rows: torch.Tensor | None = None) -> None:
         """Train the critics at the current dummy gradient (see the class docstring).
 
+        ``rows``: int64 indices of the attacks that ``dummy`` and ``true`` hold (in that order),
+        when they hold only some of the N (the others' critics are untouched); None: all.
         An attack whose gradients already match (difference 0) keeps its critic.
         """
+        if self.weights is None and rows is not None:
+            raise ValueError("the first critic update must cover every attack (rows=None)")
         self._init(true)
+        weights = self.weights if rows is None else [w[rows] for w in self.weights]
         diff = [d.detach() - t for d, t in zip(dummy, true)]   # the critic's gradient, dQ/dw
-        size = self._norm(diff)                                # (N,)
+        size = self._norm(diff)                                # (n,)
         scale = torch.where(size > 0, self.lr * self.bound / size.clamp_min(torch.finfo(size.dtype).tiny), 0.0)
         for _ in range(self.steps):
-            for w, g in zip(self.weights, diff):
+            for w, g in zip(weights, diff):
                 w.add_(g * scale.view(-1, *[1] * (g.ndim - 1)))
-            shrink = (self.bound / self._norm(self.weights).clamp_min(torch.finfo(size.dtype).tiny)).clamp(max=1)
-            for w in self.weights:
+            shrink = (self.bound / self._norm(weights).clamp_min(torch.finfo(size.dtype).tiny)).clamp(max=1)
+            for w in weights:
                 w.mul_(shrink.view(-1, *[1] * (w.ndim - 1)))
+        if rows is not None:
+            for w, new in zip(self.weights, weights):
+                w[rows] = new
 
-    def __call__(self, dummy: Grads, true: Grads) -> torch.Tensor:
+    def __call__(self, dummy: Grads, true: Grads, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """The critics' values (n,) for the attacks ``rows`` (int64 indices; None: all N)."""
         self._init(true)
-        return sum((w * (d - t)).flatten(1).sum(1) for w, d, t in zip(self.weights, dummy, true))
+        weights = self.weights if rows is None else [w[rows] for w in self.weights]
+        return sum((w * (d - t)).flatten(1).sum(1) for w, d, t in zip(weights, dummy, true))
 
 
 class DualCritic(BatchedDualCritic):

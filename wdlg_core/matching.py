@@ -199,8 +199,9 @@ class MatchingObjective:
         tv_weight: weight of the total-variation prior on the dummy images
             (:func:`wdlg_core.losses.batched_total_variation`; Inverting Gradients), >= 0.
 
-    Call: ``objective(x, target) -> (N,)`` with x (N, B, C, H, W) and target (N, B) int64 or
-    (N, B, K) probabilities; differentiable w.r.t. x and a soft target. The value is
+    Call: ``objective(x, target, rows=None) -> (N,)`` with x (N, B, C, H, W) and target (N, B)
+    int64 or (N, B, K) probabilities (or n < N of them, the attacks ``rows``); differentiable
+    w.r.t. x and a soft target. The value is
     ``loss_fn(dummy gradients, true gradients) + tv_weight * TV(x)``.
 
     Raises:
@@ -231,8 +232,18 @@ class MatchingObjective:
             return explicit_gradients(self.layers, x, target, self.loss_kind)
         return vmap_gradients(self.model, x, target, self.loss_kind)
 
-    def __call__(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        value = self.loss_fn(self.dummy_gradients(x, target), self.true_grads)
+    def true_gradients(self, rows: torch.Tensor | None = None) -> Grads:
+        """The shared gradients of the attacks ``rows`` (int64 indices; None: all N)."""
+        return self.true_grads if rows is None else [g[rows] for g in self.true_grads]
+
+    def __call__(self, x: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) values for x (n, B, C, H, W) of the attacks ``rows`` (int64 indices into the N,
+        in x's order; None: x holds all N attacks)."""
+        true = self.true_gradients(rows)
+        if getattr(self.loss_fn, "per_attack_state", False):  # the dual critics: one per attack
+            value = self.loss_fn(self.dummy_gradients(x, target), true, rows=rows)
+        else:
+            value = self.loss_fn(self.dummy_gradients(x, target), true)
         if self.tv_weight > 0:
             value = value + self.tv_weight * batched_total_variation(x)
         return value

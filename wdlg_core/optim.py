@@ -62,6 +62,16 @@ L-BFGS (:class:`BatchedLBFGS`)
     even had a finite loss and gradient, it is flagged diverged (see below) at its current,
     finite point. The loss is therefore non-increasing for every attack.
 
+    Under the line search an attack that meets one of torch's termination tests stops for good
+    (``opt.converged``; torch ends its inner loop on them, DLG's code then calls ``step``
+    again): max|g| <= tolerance_grad at its iterate; g.d > -tolerance_change; after an accepted
+    step |f_new - f| < tolerance_change or max|t d| <= tolerance_change; and a search that fails
+    from a steepest-descent start (empty history), which the next step would repeat exactly. A
+    stopped attack keeps its point and loss (``step`` returns that loss) and is never evaluated
+    again: with ``row_closure=True`` the closure is called as ``closure(x, rows)`` with the
+    (N,) bool mask of the attacks it must evaluate (the others' rows of its output are
+    ignored), so the batch compacts and the line search never spins on a converged attack.
+
 Diverged attacks
     When an attack's loss or gradient is NaN/inf at the point the optimiser evaluates as its
     iterate, the attack is frozen at its last point with a finite evaluation (``opt.x`` row
@@ -183,7 +193,7 @@ class _BatchedBase:
         Returns (loss (N,), grad (N, D), finite (N,) bool).
         """
         with torch.enable_grad():
-            out = closure(x)
+            out = closure(x, used) if getattr(self, "row_closure", False) else closure(x)
         if not (isinstance(out, (tuple, list)) and len(out) == 2):
             raise ValueError("closure(x) must return (loss (N,), grad (N, D))")
         loss, grad = out[0].detach(), out[1].detach()
@@ -228,12 +238,18 @@ class BatchedLBFGS(_BatchedBase):
             backtracking, see the module docstring).
         max_ls, c1, shrink: Armijo rounds per step, sufficient-decrease constant and
             backtracking factor (ignored when ``line_search`` is None).
+        stop_converged: with the line search, end an attack for good when it meets a
+            termination test (see the module docstring; False: it is tried again every step,
+            as before version 0.4.0, for benchmarks).
+        row_closure: call the closure as ``closure(x, rows)`` with the (N,) bool mask of the
+            attacks to evaluate (stopped and diverged ones are left out; see the module
+            docstring); False: ``closure(x)``, every row.
         two_loop: how the two-loop recursion runs: ``"numba"`` (one compiled loop per
             attack, :mod:`wdlg_core.two_loop`; CPU, float32/64 only), ``"torch"`` (eager
             batched ops over history slots; any device and dtype) or ``"auto"`` (numba where
             it applies and is installed, else torch). Both give the same directions up to rounding.
 
-    Attributes (all (N,) tensors unless stated): ``x``, ``diverged``, ``active``,
+    Attributes (all (N,) tensors unless stated): ``x``, ``diverged``, ``converged``, ``active``,
     ``func_evals`` (closure evaluations used by each attack), ``n_closure_calls`` (int,
     batched calls), ``n_iter`` (torch's per-attack iteration counter), ``moved`` (whether
     the attack moved in the last step), ``loss`` (loss of the last finite evaluation of the
@@ -256,8 +272,11 @@ class BatchedLBFGS(_BatchedBase):
     def __init__(self, x: Tensor, lr: float = 1.0, history_size: int = 100,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
                  line_search: str | None = None, max_ls: int = 10, c1: float = 1e-4,
-                 shrink: float = 0.5, two_loop: str = "auto"):
+                 shrink: float = 0.5, two_loop: str = "auto", row_closure: bool = False,
+                 stop_converged: bool = True):
         super().__init__(x, lr)
+        self.row_closure = bool(row_closure)
+        self.stop_converged = bool(stop_converged) and line_search is not None
         if history_size < 1:
             raise ValueError(f"history_size must be >= 1, got {history_size}")
         _check_line_search(line_search, max_ls, c1, shrink)
@@ -281,8 +300,15 @@ class BatchedLBFGS(_BatchedBase):
         self._t = xl.new_zeros(n)  # (N,) last step length
         self._g_prev = xl.new_zeros(n, dim)  # (N, D)
         self.moved = torch.zeros(n, dtype=torch.bool, device=dev)
+        #: (N,) bool: attack met a termination test under the line search and stopped for good
+        self.converged = torch.zeros(n, dtype=torch.bool, device=dev)
         self.n_realigned = 0  # attack histories rotated to a common write pointer (diagnostic)
         self._cache = None  # Armijo: (loss, grad) already evaluated at the current x
+
+    @property
+    def active(self) -> Tensor:
+        """(N,) bool: attacks still being optimised (neither diverged nor converged)."""
+        return ~self.diverged & ~self.converged
 
     # ---------------------------------------------------------------- history
     def _store_pairs(self, acc: Tensor, s: Tensor, y: Tensor, ys: Tensor):
@@ -379,6 +405,7 @@ class BatchedLBFGS(_BatchedBase):
         else:
             loss, g, finite = self._evaluate(closure, self.x, active)
             ok = self._accept_evaluation(loss, finite)
+        loss = torch.where(active, loss, self.loss)  # stopped attacks report their last loss
         g = torch.where(ok[:, None], g, 0)  # (N, D) no NaN beyond this point
 
         opt_cond = g.abs().amax(dim=1) <= self.tolerance_grad
@@ -413,10 +440,12 @@ class BatchedLBFGS(_BatchedBase):
             self.x.copy_(torch.where(move[:, None], self.x + t[:, None] * d, self.x))
             self.moved = move
         else:
-            self._armijo(closure, loss, g, d, t, gtd, move)
+            self._armijo(closure, loss, g, d, t, gtd, move, first)
+            if self.stop_converged:  # torch's tests that end an attack: optimal, no descent direction
+                self.converged |= (ok & opt_cond) | (go & ~move)
         return loss
 
-    def _armijo(self, closure, f0, g0, d, t, gtd, pending):
+    def _armijo(self, closure, f0, g0, d, t, gtd, pending, first):
         """Batched backtracking from x along d (all (N, ...)); updates x, t, history, cache."""
         x0 = self.x.clone()
         x_new, f_new, g_new = x0.clone(), f0.clone(), g0
@@ -446,6 +475,12 @@ class BatchedLBFGS(_BatchedBase):
         self._x_ok = torch.where(self.active[:, None], x_new, self._x_ok)
         self.loss = torch.where(self.active, f_new, self.loss)
         self._cache = (f_new, torch.where(self.active[:, None], g_new, 0))
+        # attacks that end here: torch's lack-of-progress tests after an accepted step, and a
+        # failed search from a steepest-descent start (the next step would repeat it exactly)
+        if self.stop_converged:
+            tiny = self.moved & (((f_new - f0).abs() < self.tolerance_change)
+                                 | ((self._t[:, None] * d).abs().amax(dim=1) <= self.tolerance_change))
+            self.converged |= tiny | (pending & seen_finite & first)
 
 
 class LBFGSReference:
@@ -462,8 +497,9 @@ class LBFGSReference:
             as in :class:`BatchedLBFGS`.
 
     ``step(closure)``: ``closure(x) -> (loss 0-d tensor, grad (D,))``; returns the loss at
-    the start point. Attributes: ``x``, ``diverged``, ``func_evals``, ``n_iter``, ``moved``,
-    ``loss``.
+    the start point. Attributes: ``x``, ``diverged``, ``converged`` (Armijo: stopped for good
+    by a termination test, as in :class:`BatchedLBFGS`), ``func_evals``, ``n_iter``,
+    ``moved``, ``loss``.
     """
 
     def __init__(self, x: Tensor, lr: float = 1.0, history_size: int = 100,
@@ -487,6 +523,7 @@ class LBFGSReference:
         self.n_iter = 0
         self.func_evals = 0
         self.diverged = False
+        self.converged = False
         self.moved = False
         self.loss = float("nan")
         self._x_ok = self.x.clone()
@@ -505,10 +542,13 @@ class LBFGSReference:
 
     @torch.no_grad()
     def step(self, closure) -> Tensor:
-        """One iteration (see the class docstring); a diverged problem does nothing."""
+        """One iteration (see the class docstring); a diverged problem does nothing, and a
+        converged one (Armijo only) returns its last loss without evaluating."""
         self.moved = False
         if self.diverged:
             return torch.tensor(float("nan"))
+        if self.converged:
+            return torch.tensor(self.loss)
         if self._cache is not None:
             loss, g = self._cache
             self._cache = None
@@ -524,6 +564,7 @@ class LBFGSReference:
         if self.line_search is not None:
             self._cache = (loss, g)  # x only changes below, where the cache is replaced
         if g.abs().max() <= self.tolerance_grad:
+            self.converged = self.line_search is not None
             return loss
         self.n_iter += 1
         if self.n_iter == 1:
@@ -561,6 +602,7 @@ class LBFGSReference:
         self.d, self.t = d, t
         gtd = g.dot(d)
         if gtd > -self.tolerance_change:
+            self.converged = self.line_search is not None
             return loss
 
         if self.line_search is None:
@@ -581,11 +623,16 @@ class LBFGSReference:
                 self._x_ok = self.x.clone()
                 self.loss = float(ft)
                 self._cache = (ft, gt)
+                # torch's lack-of-progress tests end the attack here
+                self.converged = bool(abs(float(ft) - float(f0)) < self.tolerance_change
+                                      or float((d * t).abs().max()) <= self.tolerance_change)
                 return loss
             t = t * self.shrink
+        self.diverged = not seen_finite
+        # failed from a steepest-descent start: the next step would repeat it exactly
+        self.converged = seen_finite and self.n_iter == 1
         self.n_iter = 0  # failed: stay, forget the history
         self.old_dirs, self.old_stps, self.ro = [], [], []
-        self.diverged = not seen_finite
         return loss
 
 

@@ -30,7 +30,8 @@ def record_root() -> Path:
 
 
 def ship(results_folder: str | os.PathLike, page: str, run: str, root: str | os.PathLike | None = None) -> Path:
-    """Copy ``<results_folder>/<page>.json`` and the figures it lists into ``<root>/<run>/``.
+    """Copy ``<results_folder>/<page>.json`` and the figures it lists into ``<root>/<run>/``
+    (replacing that folder).
 
     The copied file's ``"figures"`` become bare file names (they are found next to it).
 
@@ -52,12 +53,15 @@ def ship(results_folder: str | os.PathLike, page: str, run: str, root: str | os.
     if not src.is_file():
         raise ValueError(f"no results file {src}: run the page's notebook with that results folder first")
     doc = json.loads(src.read_text())
-    figures = [Path(f) for f in doc.get("figures", [])]
+    # absolute as the pages write them; a relative path is read as relative to the results folder
+    figures = [Path(f) if Path(f).is_absolute() else Path(results_folder) / f for f in doc.get("figures", [])]
     missing = [str(f) for f in figures if not f.is_file()]
     if missing:
         raise ValueError(f"{src} names figures that do not exist: {', '.join(missing)}")
     dest = Path(root or record_root()) / run
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists():  # a run is replaced whole: no figure of an earlier version stays behind
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     for f in figures:
         shutil.copyfile(f, dest / f.name)
     doc["figures"] = [f.name for f in figures]

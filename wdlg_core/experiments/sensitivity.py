@@ -271,8 +271,9 @@ def reading_table(table: pd.DataFrame, settings: list[Setting], baseline_estimat
         (image MSE, images in [0, 1]), diverged, evals (mean loss evaluations per attack), in
         the order DLG, the baseline's reading, then the settings' order. Empty without a baseline.
     """
-    readings = [("baseline", baseline_estimator)] + [
-        (s.name, dict(s.overrides)["estimator"]) for s in settings if s.factor == "estimator"]
+    readings = [("baseline", baseline_estimator)] + [  # a setting equal to the baseline's reading adds nothing
+        (s.name, dict(s.overrides)["estimator"]) for s in settings
+        if s.factor == "estimator" and dict(s.overrides)["estimator"] != baseline_estimator]
     rows = []
     own = table[~table.reused] if "reused" in table else table
     for ds in dict.fromkeys(own["dataset"]):
@@ -640,7 +641,8 @@ def reading_figure(table: pd.DataFrame, settings: list[Setting], baseline_estima
     summary = reading_table(table, settings, baseline_estimator)
     own = table[~table.reused] if "reused" in table else table
     name_of = {"baseline": baseline_estimator, **{s.name: dict(s.overrides)["estimator"] for s in settings
-                                                   if s.factor == "estimator"}}
+                                                   if s.factor == "estimator"
+                                                   and dict(s.overrides)["estimator"] != baseline_estimator}}
     points = own[((own.method == "dlg") & (own.setting == "baseline"))
                  | ((own.method == "wdlg") & own.setting.isin(list(name_of)))]
     points = points.assign(attacker=[("DLG" if m == "dlg" else f"WDLG ({name_of[st]})")

@@ -125,11 +125,13 @@ def settings_table(run: Profile | None = None, profiles=("quick", "paper")) -> p
                     "(Section 4.4). The companion counts an attack successful when the final image MSE "
                     "is below the threshold, a level at which the reconstruction is visually indistinguishable."),
         "Wasserstein estimator (WDLG)": (
-            "With one shared gradient both measures are single points, and W1 between two points is their L2 "
-            "distance. The paper's Eq. 9 and Algorithm 2 take the gradient as one variable, so the profiles use "
+            "With one shared gradient both measures are single points (our reading of the paper's m samples), and W1 "
+            "between two points is their L2 distance. The paper's Eq. 9 and Algorithm 2 take the gradient as one "
+            "variable, so the profiles use "
             f"'{default.estimator}': the L2 norm of the whole gradient difference over all parameters (not squared), "
-            "the value the paper's critic estimates. Its gradient points the same way as DLG's squared loss; only "
-            "the step lengths differ. The critic itself is the estimator 'dual': the paper does not define it; ours "
+            "the value our reading of the paper's critic estimates. Its gradient points the same way as DLG's squared "
+            "loss; L-BFGS's curvature pairs and step lengths differ. The critic itself is the estimator 'dual': the "
+            "paper does not define it; ours "
             f"is linear with ||w||_2 <= K (K = {default.critic_bound:g}), trained for {default.critic_steps} "
             "projected ascent steps per iteration, and reaches K x that norm. The sensitivity page also runs "
             "'dirac' (one distance per parameter tensor, summed) and 'sorted' (exact 1-D W1 of each layer's entries) "
