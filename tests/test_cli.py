@@ -9,7 +9,7 @@ from wdlg_core.runner import format_table, load_manifest, select, NotebookRun
     (["attack", "--dataset", "imagenet"], ["mnist", "fashion_mnist", "svhn", "cifar10", "cifar100"]),
     (["attack", "--dataset", "mnist", "--method", "gan"], ["dlg", "idlg", "wdlg"]),
     (["attack", "--dataset", "mnist", "--model", "vgg"], ["lenet", "cnn6"]),
-    (["attack", "--dataset", "mnist", "--estimator", "exact"], ["dirac", "sorted", "dual"]),
+    (["attack", "--dataset", "mnist", "--estimator", "exact"], ["dirac_whole", "dirac", "sorted", "dual"]),
     (["run", "--profile", "huge"], ["quick", "paper"]),
     (["data", "download", "imagenet"], ["mnist", "cifar100"]),
 ])
@@ -113,3 +113,20 @@ def test_download_without_network_is_one_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(data, "download", offline)
     assert cli.main(["data", "download", "mnist", "--root", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "wdlg: error: could not download mnist: no network"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["attack", "--dataset", "mnist", "--device", "mps"], ["'mps'", "valid choices: cpu, cuda"]),
+    (["attack", "--dataset", "mnist", "--threads", "-2"], ["--threads must be >= 1"]),
+    (["attack", "--dataset", "mnist", "--snapshots", "-3"], ["--snapshots must be >= 0"]),
+    (["attack", "--dataset", "mnist", "--data-root", "/nonexistent/data"], ["'/nonexistent/data' is not a folder"]),
+    (["run", "--threads", "0", "--no-build"], ["--threads must be >= 1"]),
+    (["run", "--data-root", "/nonexistent/data", "--no-build"], ["is not a folder"]),
+    (["data", "list", "--root", "/nonexistent/data"], ["is not a folder"]),
+])
+def test_bad_values_are_one_clear_line(argv, words, capsys):
+    assert cli.main(argv + (["--iterations", "1"] if argv[0] == "attack" else [])) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wdlg: error:") and err.count("\n") == 1 and "Traceback" not in err
+    for w in words:
+        assert w in err

@@ -134,3 +134,33 @@ def test_records_get_the_mode_open_would_give_them(tmp_path):
     want = 0o666 & ~store_module._UMASK
     for path in store.paths(key):
         assert stat.S_IMODE(os.stat(path).st_mode) == want, path  # mkstemp alone gives 0600
+
+
+def test_an_incomplete_record_warns_with_its_path_and_is_recomputed(tmp_path):
+    import json as _json
+    import warnings as _warnings
+
+    from wdlg_core import run_attack
+    from wdlg_core.data import load_images
+
+    images, labels = load_images("mnist", 1)
+    store = ResultStore(tmp_path, profile="quick")
+    config = AttackConfig(method="dlg", optimizer="adam", lr=0.1, iterations=2)
+    run = lambda: run_attack(images, labels, method="dlg", optimizer="adam", lr=0.1, iterations=2)  # noqa: E731
+    store.get_or_run(config, CASE, run)
+    jpath, npath = store.paths(store.key(config, CASE))
+    good = jpath.read_text()
+    for broken, what in ((good[: len(good) // 2], "cannot be read"),
+                         (_json.dumps({k: v for k, v in _json.loads(good).items() if k != "config"}), "lacks 'config'")):
+        jpath.write_text(broken)
+        with pytest.warns(RuntimeWarning, match=what) as rec:
+            store.get_or_run(config, CASE, run)
+        assert str(jpath) in str(rec[0].message)
+        assert store.load(config, CASE) is not None  # rewritten whole
+    jpath.unlink()  # an interrupted write: the arrays without the document
+    with pytest.warns(RuntimeWarning, match="interrupted write"):
+        assert store.load(config, CASE) is None
+    npath.unlink()
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        assert store.load(config, CASE) is None  # nothing stored: no warning

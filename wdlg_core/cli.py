@@ -141,6 +141,11 @@ def cmd_attack(args) -> int:
     check_device(p.device)
     if args.index < 0:
         raise ValueError(f"--index must be >= 0, got {args.index}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if args.snapshots < 0:
+        raise ValueError(f"--snapshots must be >= 0 (0: no snapshot columns), got {args.snapshots}")
+    _check_data_root(args.data_root)
     info = dataset_info(args.dataset)
     where = image_source(args.dataset, 1, split=p.split, source=p.source, root=args.data_root, offset=args.index)
     images, labels = load_images(args.dataset, 1, split=p.split, source=p.source, root=args.data_root,
@@ -189,6 +194,7 @@ def cmd_data(args) -> int:
     from .data import describe_sources, download
 
     if args.data_command == "list":
+        _check_data_root(args.root)
         rows = describe_sources(root=args.root)
         header = ("dataset", "source", "split", "count", "path")
         widths = [max(len(str(x)) for x in [h] + [r[h] for r in rows]) for h in header[:4]]
@@ -207,8 +213,19 @@ def cmd_run(args) -> int:
 
     if args.jobs is not None and args.jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    _check_data_root(args.data_root)
     return run(profile=args.profile, device=args.device, jobs=args.jobs, only=args.only, build=not args.no_build,
                data_root=args.data_root, results_root=args.results_root, threads=args.threads)
+
+
+def _check_data_root(root) -> None:
+    """A data root given on the command line must exist (an absent one would silently fall
+    back to the bundled images)."""
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise ValueError(f"data root {root!r} is not a folder; omit --data-root to use $WDLG_DATA_ROOT, ./data "
+                         "or the bundled images, or fill it with `wdlg data download NAME --root DIR`")
 
 
 def cmd_record(args) -> int:

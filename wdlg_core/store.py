@@ -25,6 +25,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
@@ -209,22 +210,47 @@ class ResultStore:
 
     # --- reading ---------------------------------------------------------------------
     def read_record(self, key: str) -> tuple[dict, dict[str, np.ndarray]] | None:
-        """The stored (JSON document, arrays) of ``key``; None when absent or incomplete."""
+        """The stored (JSON document, arrays) of ``key``; None when absent or incomplete.
+
+        A record whose files exist but do not make a complete record (an interrupted write, a
+        truncated or edited file) gives None with a ``RuntimeWarning`` naming the file: the
+        caller computes it again and overwrites it.
+        """
         jpath, npath = self.paths(key)
+        if not jpath.exists() and not npath.exists():
+            return None
+        problem = self._problem(key, jpath, npath)
+        if isinstance(problem, str):
+            warnings.warn(f"results store: {jpath} {problem}; the attack is computed again", RuntimeWarning,
+                          stacklevel=2)
+            return None
+        return problem
+
+    @staticmethod
+    def _problem(key, jpath, npath):
+        """(doc, arrays) of a complete record, or a string saying what is wrong with it."""
         try:
             doc = json.loads(jpath.read_text())
+        except FileNotFoundError:
+            return "is missing (only its arrays were written: an interrupted write)"
+        except (OSError, ValueError) as err:
+            return f"cannot be read ({type(err).__name__}: truncated or not JSON)"
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != key:
+            return f"is not a {FORMAT} record of key {key[:12]}..."
+        missing = [k for k in ("config", "case", "result", "npz_sha256") if k not in doc]
+        if missing:
+            return f"lacks {', '.join(repr(k) for k in missing)}"
+        try:
             blob = npath.read_bytes()
-        except (OSError, ValueError):
-            return None
-        if doc.get("format") != FORMAT or doc.get("key") != key:
-            return None
+        except OSError:
+            return f"has no arrays file {npath.name}"
         if hashlib.sha256(blob).hexdigest() != doc.get("npz_sha256"):
-            return None  # the arrays belong to another write, or were cut short
+            return f"does not match its arrays file {npath.name} (cut short, or from another write)"
         try:
             with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except (OSError, ValueError):
-            return None
+            return f"has an unreadable arrays file {npath.name}"
         return doc, arrays
 
     def load(self, config: AttackConfig | Mapping, case: Case | Mapping) -> AttackResult | None:

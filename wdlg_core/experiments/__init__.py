@@ -63,8 +63,8 @@ def check_device(device: str) -> str:
     """Return ``device`` if torch can use it.
 
     Raises:
-        ValueError: a CUDA device while torch sees none (the message says to pass cpu), or a
-            device string torch does not understand.
+        ValueError: a CUDA device while torch sees none (the message says to pass cpu), a
+            device string torch does not understand, or a device type this build cannot use.
     """
     import torch
 
@@ -75,6 +75,12 @@ def check_device(device: str) -> str:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested, but torch {torch.__version__} sees no CUDA device here; "
                          "use --device cpu")
+    try:  # a device type this torch build cannot use (mps without Metal, xpu, ...)
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"device {device!r} is not usable with torch {torch.__version__} here ({first}); "
+                         "valid choices: cpu, cuda (with a CUDA build and a GPU)") from None
     return str(device)
 
 
