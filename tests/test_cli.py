@@ -130,3 +130,44 @@ def test_bad_values_are_one_clear_line(argv, words, capsys):
     assert err.startswith("wdlg: error:") and err.count("\n") == 1 and "Traceback" not in err
     for w in words:
         assert w in err
+
+
+def test_page_parameters_are_typed_and_checked():
+    from wdlg_core.runner import parse_parameters
+
+    specs = select(load_manifest(), ["fig03_inversion_gallery"])
+    assert parse_parameters(["n_images=1", "datasets=['mnist', 'svhn']"], specs) == {
+        "n_images": 1, "datasets": ["mnist", "svhn"]}
+    with pytest.raises(ValueError, match=r"no parameter 'n_image'; valid keys: .*n_images"):
+        parse_parameters(["n_image=1"], specs)
+    with pytest.raises(ValueError, match=r"'n_images' of page fig03_inversion_gallery expects int .* got 'two' \(str\)"):
+        parse_parameters(["n_images=two"], specs)
+    with pytest.raises(ValueError, match="--profile"):
+        parse_parameters(["profile=paper"], specs)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_parameters(["n_images"], specs)
+    with pytest.raises(ValueError, match="--only"):
+        parse_parameters(["n_images=1"], [])
+
+
+def test_run_rejects_bad_page_parameters_in_one_line(capsys):
+    assert cli.main(["run", "--only", "fig03_inversion_gallery", "-p", "n_images=two", "--no-build"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("wdlg: error: parameter 'n_images'") and err.count("\n") == 1
+
+
+def test_placeholders_stand_in_for_pages_not_run(tmp_path):
+    import nbformat
+
+    from wdlg_core.runner import placeholders
+
+    specs = load_manifest()
+    (tmp_path / "notebooks").mkdir()
+    done = tmp_path / "notebooks" / f"{specs[0].name}.ipynb"
+    done.write_text("executed")
+    written = placeholders(specs, tmp_path)
+    assert written == [s.name for s in specs[1:]]
+    assert done.read_text() == "executed"  # an executed page is never replaced
+    nb = nbformat.read(tmp_path / "notebooks" / f"{specs[1].name}.ipynb", 4)
+    assert "Not run in this build" in nb.cells[0].source and f"--only {specs[1].name}" in nb.cells[0].source
+    assert placeholders(specs, tmp_path) == []

@@ -8,7 +8,7 @@
                 [--[no-]signed] [--[no-]boxed] [--[no-]lr-decay] [--device cpu] [--out attack.png]
     wdlg data list [--root DIR]
     wdlg data download NAME [--root DIR]
-    wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ...] [--no-build]
+    wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ... [-p KEY=VALUE ...]] [--no-build]
     wdlg record ship --from RESULTS/PROFILE --page PAGE --run NAME
 
 ``attack`` runs one attack on one real image and prints a short report; ``run`` executes the
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "summary, which reads every page's results, runs again after it")
     r.add_argument("--threads", type=int, default=None,
                    help="torch threads per notebook (default: cores // jobs, at least 1)")
+    r.add_argument("-p", "--param", dest="params", action="append", default=None, metavar="KEY=VALUE",
+                   help="a parameter of the --only page(s), e.g. -p n_images=1 (repeatable; typed and checked "
+                        "against the notebook's parameters cell)")
     r.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
     r.add_argument("--data-root", default=None,
                    help="torchvision data root (default $WDLG_DATA_ROOT, else ./data in the repository)")
@@ -217,7 +220,7 @@ def cmd_run(args) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     _check_data_root(args.data_root)
     return run(profile=args.profile, device=args.device, jobs=args.jobs, only=args.only, build=not args.no_build,
-               data_root=args.data_root, results_root=args.results_root, threads=args.threads)
+               data_root=args.data_root, results_root=args.results_root, threads=args.threads, params=args.params)
 
 
 def _check_data_root(root) -> None:

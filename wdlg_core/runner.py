@@ -129,6 +129,75 @@ def notebook_defaults(name: str) -> dict:
             for t in node.targets}
 
 
+#: The types of the pages' parameters whose default is None ("take it from the profile"), for
+#: ``wdlg run -p`` (:func:`parse_parameters`); a parameter not listed here takes any literal.
+#: ``dict`` where a page accepts a per-dataset or per-architecture mapping.
+PARAMETER_TYPES: dict[str, tuple[type, ...]] = {
+    "datasets": (list, str), "methods": (list, str), "archs": (list, str), "settings": (list, str),
+    "sweep_sigmas": (list,), "snapshots": (list,), "sizes": (dict,),
+    "model": (str,), "dataset": (str,), "sweep_dataset": (str,),
+    "n_images": (int, dict), "iterations": (int, dict), "seed": (int,), "record_every": (int,),
+    "dummies": (int,), "n_single": (int,), "n_batches": (int,), "sweep_images": (int,), "epochs": (int,),
+    "confidence": (float,), "bootstrap_seed": (int,),
+}
+
+
+def _type_name(value) -> str:
+    return {bool: "bool", int: "int", float: "float", str: "str", list: "list", tuple: "list",
+            dict: "dict"}.get(type(value), type(value).__name__)
+
+
+def parse_parameters(pairs: list[str] | None, specs: list[NotebookSpec]) -> dict:
+    """``-p key=value`` options of ``wdlg run`` as a dict of typed page parameters.
+
+    Each value is read as a Python literal (``3``, ``0.5``, ``[1, 2]``, ``None``, ``'x'``), else
+    taken as a string (``-p dataset=mnist``). The key must be a parameter of every page in
+    ``specs`` (the final summary page excepted: it takes only the run's own options), and the
+    value must have the type of the page's default, or for a default of None the type in
+    :data:`PARAMETER_TYPES` (an int is accepted for a float, a tuple for a list; None always).
+
+    Raises:
+        ValueError: a malformed pair, a placement key (set with --profile, --device, ...), an
+            unknown key (the message lists the valid keys) or a value of the wrong type (the
+            message names the parameter, the expected type and its default).
+    """
+    import ast
+
+    pages = [s for s in specs if not s.final]
+    if pairs and not pages:
+        raise ValueError("-p sets page parameters: name the page with --only NAME")
+    defaults = {s.name: notebook_defaults(s.name) for s in pages} if pairs else {}
+    out = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"-p expects KEY=VALUE, got {pair!r}")
+        if key in PLACEMENT_PARAMETERS:
+            raise ValueError(f"-p {key}=...: set it with --{key.replace('_', '-')}")
+        try:
+            value = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            value = text.strip()
+        for name, params in defaults.items():
+            if key not in params:
+                valid = ", ".join(k for k in params if k not in PLACEMENT_PARAMETERS)
+                raise ValueError(f"page {name} has no parameter {key!r}; valid keys: {valid}")
+            default = params[key]
+            types = PARAMETER_TYPES.get(key, ()) if default is None else (type(default),)
+            if float in types:
+                types += (int,)
+            if list in types:
+                types += (tuple,)
+            bad_bool = isinstance(value, bool) and bool not in types  # True is an int to Python
+            if value is not None and types and (bad_bool or not isinstance(value, types)):
+                expects = " or ".join(dict.fromkeys(_type_name(t()) for t in types))
+                raise ValueError(f"parameter {key!r} of page {name} expects {expects} (default {default!r}), "
+                                 f"got {text.strip()!r} ({_type_name(value)})")
+        out[key] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
 def page_overrides(name: str, namespace: dict) -> dict | None:
     """What a page run measures differently from the book's run: the parameters of notebook
     ``name`` whose values in ``namespace`` (the notebook's ``globals()``) differ from its
@@ -200,7 +269,8 @@ def _replace(src: Path, dst: Path) -> None:
 def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = None, jobs: int | None = None,
                   out_dir: str | os.PathLike | None = None, results_root: str | os.PathLike | None = None,
                   data_root: str | os.PathLike | None = None, extra_parameters: dict | None = None,
-                  progress: bool = True, threads: int | None = None) -> list[NotebookRun]:
+                  progress: bool = True, threads: int | None = None,
+                  page_parameters: dict | None = None) -> list[NotebookRun]:
     """Execute ``specs`` in parallel processes and check their results files.
 
     Args:
@@ -215,6 +285,8 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
         results_root: results folder (default ``$WDLG_RESULTS_ROOT`` or ``<repo>/results``).
         data_root: torchvision data root passed on as ``$WDLG_DATA_ROOT``.
         extra_parameters: further papermill parameters for every notebook.
+        page_parameters: papermill parameters for the pages only (not the ``final`` summary),
+            from ``wdlg run -p`` (:func:`parse_parameters`).
         progress: show a progress bar.
 
     Returns:
@@ -245,7 +317,9 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
             tqdm(total=len(specs), desc="notebooks", unit="nb", disable=not progress) as bar:
         try:
             for phase in phases:
-                futures = {pool.submit(execute_one, s, parameters, str(out_dir), env, str(REPO_ROOT)): s
+                futures = {pool.submit(execute_one, s, parameters if s.final else {**parameters,
+                                                                                     **(page_parameters or {})},
+                                       str(out_dir), env, str(REPO_ROOT)): s
                            for s in phase}
                 for fut in cf.as_completed(futures):
                     spec = futures[fut]
@@ -288,9 +362,38 @@ def jupyter_book_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"]
 
 
+def placeholders(specs: list[NotebookSpec], book_dir: str | os.PathLike | None = None) -> list[str]:
+    """Write a short "not run" page for every notebook of ``specs`` that has no executed copy in
+    ``<book>/notebooks/`` yet, so that a partial run (``wdlg run --only``) builds a book of the
+    pages that exist. Returns the names written. A later run of the page replaces it."""
+    import nbformat
+
+    folder = (Path(book_dir) if book_dir is not None else BOOK_DIR) / "notebooks"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for s in specs:
+        path = folder / f"{s.name}.ipynb"
+        if path.exists():
+            continue
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_markdown_cell(
+            f"# {s.title or s.name}\n\n**Not run in this build.** This page's notebook has not been executed "
+            f"here yet. Run it with\n\n```bash\n.venv/bin/wdlg run --profile quick --only {s.name}\n```\n\n"
+            "(or `wdlg run --profile quick` for the whole book); the replication summary lists its claims as "
+            "\"not run\" until then.")]
+        nb.metadata["wdlg_placeholder"] = True
+        nbformat.write(nb, path)
+        written.append(s.name)
+    return written
+
+
 def build_book(book_dir: str | os.PathLike | None = None) -> tuple[bool, float, str]:
-    """``jupyter-book build <book> -W``. Returns (success, seconds, combined output)."""
+    """``jupyter-book build <book> -W``, after :func:`placeholders` for pages never executed.
+    Returns (success, seconds, combined output)."""
     book_dir = Path(book_dir) if book_dir is not None else BOOK_DIR
+    missing = placeholders(load_manifest(), book_dir)
+    if missing:
+        print(f"not run yet, shown as such in the book: {', '.join(missing)}")
     start = time.perf_counter()
     proc = subprocess.run(jupyter_book_command() + ["build", str(book_dir), "-W"], capture_output=True, text=True,
                           cwd=str(REPO_ROOT))
@@ -299,13 +402,15 @@ def build_book(book_dir: str | os.PathLike | None = None) -> tuple[bool, float, 
 
 def run(profile: str = "quick", device: str | None = None, jobs: int | None = None, only: list[str] | None = None,
         build: bool = True, data_root: str | None = None, results_root: str | None = None,
-        threads: int | None = None) -> int:
+        threads: int | None = None, params: list[str] | None = None) -> int:
     """The whole ``wdlg run``; prints progress and a report, returns the exit code (0 = all
     notebooks ran, wrote their results, and the book built without warnings).
 
+    ``params``: ``-p KEY=VALUE`` page parameters (with ``only``; :func:`parse_parameters`).
+
     Raises:
-        ValueError: unknown profile or notebook name (messages list the valid ones), or a
-            CUDA device that torch cannot see.
+        ValueError: unknown profile or notebook name (messages list the valid ones), a CUDA
+            device that torch cannot see, or a bad page parameter.
     """
     from .profiles import get_profile
 
@@ -313,10 +418,11 @@ def run(profile: str = "quick", device: str | None = None, jobs: int | None = No
 
     check_device(get_profile(profile, device=device).device)  # unknown profile: error lists the valid ones
     specs = select(load_manifest(), only)
+    page_parameters = parse_parameters(params, specs if only else []) if params else {}
     t0 = time.perf_counter()
     try:
         runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root,
-                             results_root=results_root, threads=threads)
+                             results_root=results_root, threads=threads, page_parameters=page_parameters)
     except KeyboardInterrupt:
         print(f"\nwdlg run: interrupted after {time.perf_counter() - t0:.0f} s. Attacks already stored are loaded "
               "by the next run; every page keeps its last complete executed copy.", file=sys.stderr)
