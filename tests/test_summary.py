@@ -144,7 +144,8 @@ def test_table3_rgap_rows_say_the_paper_claims_parity():
     assert not rows[~rows.claim.str.contains("R-GAP")].note.str.contains("almost consistent").any()
 
 
-def test_missing_folder_gives_not_run_rows_for_every_claim(tmp_path):
+def test_missing_folder_gives_not_run_rows_for_every_claim(tmp_path, monkeypatch):
+    monkeypatch.setenv("WDLG_RECORD_ROOT", str(tmp_path / "no-record"))  # no shipped record either
     table = sm.collect_claims(tmp_path / "nowhere")
     assert list(table.columns) == sm.COLUMNS
     assert set(table["verdict"]) == {sm.NOT_RUN}
@@ -338,10 +339,24 @@ def test_wdlg_rows_name_the_reading_they_use(tmp_path):
     assert not table[table.verdict == sm.NOT_RUN].setting.str.contains("W1 reading:").any()
 
 
-def test_reading_rows_are_not_counted_as_claims(tmp_path):
+def test_reading_rows_are_not_counted_as_claims(tmp_path, monkeypatch):
+    monkeypatch.setenv("WDLG_RECORD_ROOT", str(tmp_path / "no-record"))
     doc = _readings_doc({"baseline": ("holds", True), "dirac": ("holds", True), "sorted": ("holds", True),
                          "dual": ("holds", True)})
     table = sm.collect_claims(_write(tmp_path / "quick", {"sensitivity": doc}))
     readings = table[table.group == sm.READINGS_GROUP]
     assert len(readings) == 3 and (readings.verdict == sm.HOLDS).sum() == 1
     assert sum(sm.verdict_counts(table).values()) == len(table) - 3
+
+
+def test_the_book_of_records_reading_rows_say_their_scale(tmp_path, monkeypatch):
+    doc = _readings_doc({"baseline": ("holds", True), "dirac": ("holds", True), "sorted": ("holds", True),
+                         "dual": ("holds", True)})
+    doc["profile"]["iterations"] = 448
+    doc["readings"] = [{"dataset": "mnist", "attacker": "DLG", "attacks": 32}]
+    _write(tmp_path / "record" / "sensitivity_448", {"sensitivity": doc})
+    monkeypatch.setenv("WDLG_RECORD_ROOT", str(tmp_path / "record"))
+    table = sm.collect_claims(tmp_path / "nowhere")
+    rec = table[table.setting.str.contains("book of record sensitivity_448: 448 updates; 32 MNIST images")]
+    assert len(rec) == 1 and rec.verdict.item() == sm.HOLDS and rec.group.item() == sm.READINGS_GROUP
+    assert set(table[table.group != sm.READINGS_GROUP].verdict) == {sm.NOT_RUN}

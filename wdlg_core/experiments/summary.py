@@ -25,7 +25,7 @@ from typing import Callable
 
 import pandas as pd
 
-from .. import paper
+from .. import paper, record
 
 HOLDS = "holds"
 NOT_HOLDS = "does not hold"
@@ -530,7 +530,7 @@ def sensitivity_rows(doc: dict | None) -> list[dict]:
 READINGS_GROUP = "readings of the Wasserstein distance (diagnostic)"
 
 
-def reading_rows(doc: dict | None, alpha: float = 0.05) -> list[dict]:
+def reading_rows(doc: dict | None, alpha: float = 0.05, scale: str = "") -> list[dict]:
     """Which reading of W1, if any, makes each of the paper's headline WDLG conclusions hold:
     one row per conclusion, from the sensitivity page's paired comparisons under the baseline
     (the profile's estimator) and each estimator setting.
@@ -540,7 +540,8 @@ def reading_rows(doc: dict | None, alpha: float = 0.05) -> list[dict]:
     wins significantly under at least one reading, does not hold when it loses significantly
     under every reading, inconclusive otherwise; ``ours`` lists the direction per reading.
     These rows answer a question about the readings, not one of the paper's claims, so
-    :func:`verdict_counts` leaves them out (group :data:`READINGS_GROUP`)."""
+    :func:`verdict_counts` leaves them out (group :data:`READINGS_GROUP`). ``scale``: said in
+    the setting column (e.g. the book of record's run), "" for the book's own run."""
     page, group = "sensitivity", READINGS_GROUP
     conclusions = (doc or {}).get("conclusions") or []
     settings = {s["name"]: s for s in (doc or {}).get("settings") or []}
@@ -552,7 +553,7 @@ def reading_rows(doc: dict | None, alpha: float = 0.05) -> list[dict]:
         paper_text = "holds (Tables 2, 3, 5; the paper's critic, not defined)"
         found = {c["setting"]: c for c in conclusions if c.get("conclusion") == conclusion and c.get("setting") in readings}
         if len(found) < 2:
-            rows.append(_row(group, page, claim, "W1 readings", paper_text, "-", NOT_RUN))
+            rows.append(_row(group, page, claim, "W1 readings" + scale, paper_text, "-", NOT_RUN))
             continue
         parts, sig_wins, sig_losses = [], [], []
         level = alpha / len(found)
@@ -575,7 +576,7 @@ def reading_rows(doc: dict | None, alpha: float = 0.05) -> list[dict]:
                 f"{len(found)} readings); "
                 + (f"holds under {', '.join(sig_wins)} only" if sig_wins else "no reading makes it hold significantly"))
         rows.append(_row(group, page, claim, "W1 readings: " + ", ".join(
-            base if n == "baseline" else (settings[n].get("overrides") or {}).get("estimator", n) for n in found),
+            base if n == "baseline" else (settings[n].get("overrides") or {}).get("estimator", n) for n in found) + scale,
             paper_text, "; ".join(parts), verdict, note, a_label="readings where WDLG wins significantly",
             a=len(sig_wins), b_label="readings", b=len(found)))
     return rows
@@ -662,6 +663,13 @@ def collect_claims(folder: str | Path) -> pd.DataFrame:
             if reading and r["verdict"] != NOT_RUN and "wdlg" in r["claim"].lower() and page != "sensitivity":
                 r["setting"] = "; ".join(x for x in (r["setting"], f"W1 reading: {reading}") if x)
             rows.append(r)
+    for doc in record.load("sensitivity"):  # the book of record's larger runs, when shipped
+        counts = ", ".join(f"{r['attacks']} {DATASET_NAMES.get(r['dataset'], r['dataset'])}"
+                           for r in doc.get("readings") or [] if r.get("attacker") == "DLG")
+        its = (doc.get("profile") or {}).get("iterations")
+        for r in reading_rows(doc, scale=f" (book of record {doc['run']}: {its} updates; {counts} images)"):
+            if r["verdict"] != NOT_RUN:
+                rows.append(r)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
