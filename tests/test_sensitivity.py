@@ -170,9 +170,20 @@ def test_committed_without_outputs_and_parameters_first():
 
 @pytest.mark.slow
 def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
+    # a shipped record of this page (the page shows it; its provenance must not leak into the page's own)
+    shipped = tmp_path / "record" / "sensitivity_448"
+    shipped.mkdir(parents=True)
+    (shipped / "sensitivity.json").write_text(json.dumps({
+        "profile": {"iterations": 448}, "provenance": {"git_commit": "recorded", "date": "2026-01-01"},
+        "readings": [{"dataset": "mnist", "attacker": "DLG", "successes": 3, "attacks": 4}], "figures": []}))
+    monkeypatch.setenv("WDLG_RECORD_ROOT", str(tmp_path / "record"))
     nb = execute_notebook(NOTEBOOK, tmp_path, monkeypatch, profile="quick", n_images=1, iterations=3, device="cpu",
                           settings=["lbfgs_fixed", "sorted"], results_root=str(tmp_path / "results"))
     summary = json.loads((tmp_path / "results" / "quick" / "sensitivity.json").read_text())
+    assert summary["provenance"]["git_commit"] != "recorded"
+    shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
+             if "At 448 L-BFGS updates (record sensitivity_448" in str(o.get("data", {}))]
+    assert shown  # the record's sentence was glued
     assert summary["profile"]["iterations"] == 3 and summary["reduced_scale"] is True
     assert [s["name"] for s in summary["settings"]] == ["baseline", "lbfgs_fixed", "sorted"]
     assert len(summary["conclusions"]) == 9 and set(summary["robustness"]) == set(S.CONCLUSIONS) | {"all_robust", "verdict"}
