@@ -15,7 +15,10 @@ share one model and one configuration (except the seed). Per iteration the engin
 3. records losses, image MSE and snapshots exactly where the reference records them.
 
 An attack whose loss turns NaN/inf is frozen at its last finite point and reported as
-diverged (failed); the others go on undisturbed. The result of attack i does not depend on
+diverged (failed); the others go on undisturbed. Under L-BFGS with the Armijo search an attack
+that meets a termination test stops for good (``optimizer.converged``, see
+:mod:`wdlg_core.optim`): it is no longer evaluated, its curves stay flat at its last loss and
+image, and the batch's cost shrinks to the attacks still running. The result of attack i does not depend on
 the other attacks in the batch (tests check it against the reference and against itself
 alone). Large N is split into chunks that fit a memory budget (:func:`chunk_size`).
 """
