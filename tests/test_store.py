@@ -164,3 +164,14 @@ def test_an_incomplete_record_warns_with_its_path_and_is_recomputed(tmp_path):
     with _warnings.catch_warnings():
         _warnings.simplefilter("error")
         assert store.load(config, CASE) is None  # nothing stored: no warning
+
+
+def test_json_records_turns_missing_values_into_none():
+    import pandas as pd
+
+    from wdlg_core.store import json_records
+
+    df = pd.DataFrame({"a": [1.5, float("nan")], "b": pd.array([1, None], dtype="Int64"), "c": ["x", None]})
+    rows = json_records(df)
+    assert rows == [{"a": 1.5, "b": 1, "c": "x"}, {"a": None, "b": None, "c": None}]
+    json.dumps(rows)  # JSON-able

@@ -110,6 +110,12 @@ def canonical_json(obj) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
+def json_records(df) -> list[dict]:
+    """A pandas DataFrame as a list of JSON-able row dicts, missing values (NaN, NA, NaT) as None:
+    how the pages write their tables into their results files."""
+    return df.astype(object).where(df.notna(), None).to_dict(orient="records")
+
+
 def record_key(config: AttackConfig | Mapping, case: Case | Mapping, version: str) -> str:
     """sha256 (hex, 64 characters) of the canonical JSON of config, case and version."""
     payload = {"config": _config_dict(config), "case": _case_dict(case), "version": str(version)}
