@@ -257,6 +257,17 @@ def run_sensitivity(profile: str | Profile = "quick", settings=None, datasets=No
     return SensitivityRun(table, chosen, p, sources)
 
 
+def readings_of(settings: list[Setting], baseline_estimator: str) -> dict[str, str]:
+    """setting name -> the WDLG estimator it runs: the baseline's, then each estimator setting's
+    (a setting equal to the baseline's reading adds nothing and is left out)."""
+    out = {"baseline": baseline_estimator}
+    for s in settings:
+        est = dict(s.overrides).get("estimator")
+        if s.factor == "estimator" and est != baseline_estimator:
+            out[s.name] = est
+    return out
+
+
 def reading_table(table: pd.DataFrame, settings: list[Setting], baseline_estimator: str) -> pd.DataFrame:
     """DLG and WDLG under each reading of W1 side by side: one row per dataset and attacker.
 
@@ -271,9 +282,7 @@ def reading_table(table: pd.DataFrame, settings: list[Setting], baseline_estimat
         (image MSE, images in [0, 1]), diverged, evals (mean loss evaluations per attack), in
         the order DLG, the baseline's reading, then the settings' order. Empty without a baseline.
     """
-    readings = [("baseline", baseline_estimator)] + [  # a setting equal to the baseline's reading adds nothing
-        (s.name, dict(s.overrides)["estimator"]) for s in settings
-        if s.factor == "estimator" and dict(s.overrides)["estimator"] != baseline_estimator]
+    readings = readings_of(settings, baseline_estimator).items()
     rows = []
     own = table[~table.reused] if "reused" in table else table
     for ds in dict.fromkeys(own["dataset"]):
@@ -640,9 +649,7 @@ def reading_figure(table: pd.DataFrame, settings: list[Setting], baseline_estima
 
     summary = reading_table(table, settings, baseline_estimator)
     own = table[~table.reused] if "reused" in table else table
-    name_of = {"baseline": baseline_estimator, **{s.name: dict(s.overrides)["estimator"] for s in settings
-                                                   if s.factor == "estimator"
-                                                   and dict(s.overrides)["estimator"] != baseline_estimator}}
+    name_of = readings_of(settings, baseline_estimator)
     points = own[((own.method == "dlg") & (own.setting == "baseline"))
                  | ((own.method == "wdlg") & own.setting.isin(list(name_of)))]
     points = points.assign(attacker=[("DLG" if m == "dlg" else f"WDLG ({name_of[st]})")

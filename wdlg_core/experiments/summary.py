@@ -546,26 +546,27 @@ def reading_rows(doc: dict | None, alpha: float = 0.05, scale: str = "") -> list
     conclusions = (doc or {}).get("conclusions") or []
     settings = {s["name"]: s for s in (doc or {}).get("settings") or []}
     base = ((doc or {}).get("profile") or {}).get("estimator", "baseline")
-    readings = [name for name, s in settings.items() if name == "baseline" or s.get("factor") == "estimator"]
+    label = {name: base if name == "baseline" else (s.get("overrides") or {}).get("estimator", name)
+             for name, s in settings.items() if name == "baseline" or s.get("factor") == "estimator"}
     rows = []
     for conclusion in ("higher success rate", "lower final MSE", "fewer iterations to success"):
         claim = f"WDLG: {conclusion} than DLG, under some reading of W1"
         paper_text = "holds (Tables 2, 3, 5; the paper's critic, not defined)"
-        found = {c["setting"]: c for c in conclusions if c.get("conclusion") == conclusion and c.get("setting") in readings}
+        found = {c["setting"]: c for c in conclusions if c.get("conclusion") == conclusion and c.get("setting") in label}
         if len(found) < 2:
             rows.append(_row(group, page, claim, "W1 readings" + scale, paper_text, "-", NOT_RUN))
             continue
         parts, sig_wins, sig_losses = [], [], []
         level = alpha / len(found)
         for name, c in found.items():
-            label = base if name == "baseline" else (settings[name].get("overrides") or {}).get("estimator", name)
             p = _num(c.get("p_value"))
             star = "*" if p is not None and p < level and c.get("direction") in (HOLDS, NOT_HOLDS) else ""
-            parts.append(f"{label}: {c.get('direction')}{star} ({fmt_count(c.get('wins'))}:{fmt_count(c.get('losses'))})")
+            tally = f"{fmt_count(c.get('wins'))}:{fmt_count(c.get('losses'))}"
+            parts.append(f"{label[name]}: {c.get('direction')}{star} ({tally})")
             if star and c.get("direction") == HOLDS:
-                sig_wins.append(label)
+                sig_wins.append(label[name])
             elif star and c.get("direction") == NOT_HOLDS:
-                sig_losses.append(label)
+                sig_losses.append(label[name])
         if sig_wins:
             verdict = HOLDS
         elif len(sig_losses) == len(found):
@@ -575,8 +576,7 @@ def reading_rows(doc: dict | None, alpha: float = 0.05, scale: str = "") -> list
         note = (f"wins:losses over paired images, * significant (sign test, p < {level:.3g}: 5% split over "
                 f"{len(found)} readings); "
                 + (f"holds under {', '.join(sig_wins)} only" if sig_wins else "no reading makes it hold significantly"))
-        rows.append(_row(group, page, claim, "W1 readings: " + ", ".join(
-            base if n == "baseline" else (settings[n].get("overrides") or {}).get("estimator", n) for n in found) + scale,
+        rows.append(_row(group, page, claim, "W1 readings: " + ", ".join(label[n] for n in found) + scale,
             paper_text, "; ".join(parts), verdict, note, a_label="readings where WDLG wins significantly",
             a=len(sig_wins), b_label="readings", b=len(found)))
     return rows
