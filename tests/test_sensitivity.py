@@ -182,7 +182,7 @@ def test_sensitivity_notebook_executes(tmp_path, monkeypatch):
     summary = json.loads((tmp_path / "results" / "quick" / "sensitivity.json").read_text())
     assert summary["provenance"]["git_commit"] != "recorded"
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-             if "At 448 L-BFGS updates (record sensitivity_448" in str(o.get("data", {}))]
+             if "448 updates (record sensitivity_448" in str(o.get("data", {}))]
     assert shown  # the record's sentence was glued
     assert summary["profile"]["iterations"] == 3 and summary["reduced_scale"] is True
     assert [s["name"] for s in summary["settings"]] == ["baseline", "lbfgs_fixed", "sorted"]
