@@ -4,7 +4,7 @@ For LeNet on 28x28x1 (MNIST) and 32x32x3 (CIFAR-10) inputs, Adam and L-BFGS, and
 at once, it measures, per attack and iteration (one loss evaluation):
 
 * reference: the DLG-style loop, ``torch.optim`` on one attack, attacks one after the other
-  (``wdlg_core.attacks.invert_gradient``); its cost per attack does not depend on N, but it is
+  (``invert_gradient`` of ``tests/reference_attack.py``, the tests' oracle); its cost per attack does not depend on N, but it is
   timed again next to each N (see below);
 * engine: one step of ``wdlg_core.engine.BatchedAttack`` (objective + batched optimiser +
   records), divided by N, after a warm-up that fills the L-BFGS history (``lbfgs``: torch's
@@ -98,7 +98,8 @@ def reference_timer(shape_name, optimizer, history, device, warmup, timed=30):
 
     import torch
 
-    from wdlg_core.attacks import invert_gradient
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from reference_attack import invert_gradient
     from wdlg_core.config import AttackConfig
     from wdlg_core.gradients import shared_gradient
     from wdlg_core.models import build_model

@@ -87,7 +87,9 @@ def test_result_round_trips_through_records(digit):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    (dict(method="xdlg"), "valid choices"),
+    (dict(method="xdlg"), "valid methods: dlg, idlg, wdlg, ig, sapag, rgap"),
+    (dict(method="rgap", iterations=10), "closed form: it takes no iterations"),
+    (dict(method="rgap", estimator="dual"), "valid options: label, rank_rtol, success_mse"),
     (dict(method="dlg", optimizer="sgd"), "lbfgs"),
     (dict(method="dlg", model="vgg"), "lenet"),
     (dict(method="dlg", estimator="sinkhorn"), "dirac"),

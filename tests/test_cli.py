@@ -171,3 +171,13 @@ def test_placeholders_stand_in_for_pages_not_run(tmp_path):
     nb = nbformat.read(tmp_path / "notebooks" / f"{specs[1].name}.ipynb", 4)
     assert "Not run in this build" in nb.cells[0].source and f"--only {specs[1].name}" in nb.cells[0].source
     assert placeholders(specs, tmp_path) == []
+
+
+def test_run_without_the_source_tree_is_one_line(monkeypatch, tmp_path, capsys):
+    """A non-editable install has the package but not notebooks/ and book/: `wdlg run` says so."""
+    from wdlg_core import runner
+
+    monkeypatch.setattr(runner, "MANIFEST", tmp_path / "notebooks" / "manifest.yml")
+    assert cli.main(["run", "--profile", "quick", "--no-build"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-editable install" in err[0] and "pip install -e ." in err[0]

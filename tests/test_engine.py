@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from wdlg_core import run_attack
+from reference_attack import reference_attack
 from wdlg_core.config import AttackConfig
 from wdlg_core.data import load_images
 from wdlg_core.engine import chunk_size, run_attacks, run_batch
@@ -24,8 +24,8 @@ def _batch(images, labels, b=1):
 def _reference(images, labels, config, model="lenet"):
     opts = config.to_dict()
     m, o, it, s = opts.pop("method"), opts.pop("optimizer"), opts.pop("iterations"), opts.pop("seed")
-    return run_attack(images, labels, method=m, optimizer=o, iterations=it, seed=s, model=model,
-                      num_classes=10, **opts)
+    return reference_attack(images, labels, method=m, optimizer=o, iterations=it, seed=s, model=model,
+                            num_classes=10, **opts)
 
 
 # Batched kernels round differently from one-attack kernels (about 1e-7 relative per float32

@@ -37,17 +37,18 @@ def test_per_attack_gradients_equal_the_reference(name, shape, k, soft, b):
             assert torch.allclose(s[i], r, atol=1e-10, rtol=1e-7)
 
 
-@pytest.mark.parametrize("path", ["explicit", "vmap"])
+@pytest.mark.parametrize("path,n", [("explicit", 3), ("vmap", 3), ("autograd", 1), ("auto", 1)])
 @pytest.mark.parametrize("loss", ["euclidean", "dirac", "sorted"])
-def test_objective_value_and_dummy_gradient_equal_the_reference(path, loss):
+def test_objective_value_and_dummy_gradient_equal_the_reference(path, n, loss):
     model = build_model("lenet", (3, 32, 32), 10, seed=1).double()
     gen = torch.Generator().manual_seed(1)
-    n, b = 3, 2
+    b = 2
     true = [torch.randn(n, *p.shape, generator=gen, dtype=torch.float64) * 0.01 for p in model.parameters()]
     x = torch.rand(n, b, 3, 32, 32, generator=gen, dtype=torch.float64, requires_grad=True)
     y = torch.randint(0, 10, (n, b), generator=gen)
     name, est = ("euclidean", "dirac") if loss == "euclidean" else ("wasserstein", loss)
     obj = MatchingObjective(model, true, losses.make_loss(name, est, batched=True), path=path)
+    assert obj.path == ("autograd" if n == 1 else path)  # a single attack takes the plain double backward
     values = obj(x, y)
     (gx,) = torch.autograd.grad(values.sum(), x)
     single = losses.make_loss(name, est)
@@ -61,9 +62,13 @@ def test_objective_value_and_dummy_gradient_equal_the_reference(path, loss):
 
 def test_unsupported_models_fall_back_to_vmap_and_explicit_refuses():
     model = build_model("resnet18", (3, 32, 32), 10)
-    true = [torch.zeros(1, *p.shape) for p in model.parameters()]
+    true = [torch.zeros(2, *p.shape) for p in model.parameters()]
     assert MatchingObjective(model, true, losses.batched_euclidean).path == "vmap"
+    one = [g[:1] for g in true]
+    assert MatchingObjective(model, one, losses.batched_euclidean).path == "autograd"
+    with pytest.raises(ValueError, match="one attack"):
+        MatchingObjective(model, true, losses.batched_euclidean, path="autograd")
     with pytest.raises(ValueError, match="vmap"):
         MatchingObjective(model, true, losses.batched_euclidean, path="explicit")
-    with pytest.raises(ValueError, match="auto, explicit, vmap"):
+    with pytest.raises(ValueError, match="auto, explicit, vmap, autograd"):
         MatchingObjective(model, true, losses.batched_euclidean, path="fast")

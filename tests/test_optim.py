@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from wdlg_core.optim import (BatchedAdam, BatchedLBFGS, LBFGSReference, make_optimizer)
+from reference_lbfgs import LBFGSReference
+from wdlg_core.optim import BatchedAdam, BatchedLBFGS, make_optimizer
 
 D = 6  # numbers per problem
 STEPS = 50

@@ -8,7 +8,7 @@ from torch import nn
 from wdlg_core.data import load_images
 from wdlg_core.gradients import shared_gradient
 from wdlg_core.models import build_model
-from wdlg_core.rgap import RGAPConfig, load_rgap, rank_analysis, reconstruct, rgap_attack, run_rgap_cached
+from wdlg_core.rgap import RGAPConfig, rank_analysis, reconstruct, rgap_attack, run_rgap_cached
 from wdlg_core.store import Case, ResultStore
 
 
@@ -112,7 +112,7 @@ def test_store_round_trip(tmp_path, mnist):
     assert computed and not computed_again
     assert again.config == cfg and again.mse == pytest.approx(first.mse)
     np.testing.assert_array_equal(again.reconstruction, first.reconstruction)
-    assert load_rgap(store, RGAPConfig(label="known"), case) is None
+    assert store.load(RGAPConfig(label="known"), case) is None
     assert store.to_frame()["method"].tolist() == ["rgap"]
 
 

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from reference_attack import reference_attack
 from wdlg_core import run_attack
 from wdlg_core import losses
-from wdlg_core.config import METHOD_DEFAULTS, NEW_FIELDS, AttackConfig
+from wdlg_core.config import NEW_FIELDS, AttackConfig
+from wdlg_core.methods import ITERATIVE
 from wdlg_core.data import load_images
 from wdlg_core.engine import run_batch
 from wdlg_core.models import build_model
@@ -117,7 +119,7 @@ def test_ig_defaults_and_stable_store_dicts():
     plain = AttackConfig(method="ig", signed=False, tv_weight=0.0)
     assert AttackConfig(**plain.to_dict()) == plain == AttackConfig.from_dict(plain.to_dict())
     assert set(NEW_FIELDS) == {"tv_weight", "signed", "boxed", "lr_decay"}
-    assert set(METHOD_DEFAULTS) == {"dlg", "idlg", "wdlg", "ig"}
+    assert set(ITERATIVE) == {"dlg", "idlg", "wdlg", "ig", "sapag"}
 
 
 def test_config_errors_are_clear():
@@ -126,7 +128,7 @@ def test_config_errors_are_clear():
     AttackConfig(method="ig", optimizer="lbfgs", signed=False, boxed=False, lr_decay=False)  # allowed
     with pytest.raises(ValueError, match="tv_weight"):
         AttackConfig(method="ig", tv_weight=-1.0)
-    with pytest.raises(ValueError, match="valid choices: .*ig"):
+    with pytest.raises(ValueError, match="valid methods: .*ig"):
         AttackConfig(method="inverting")
     with pytest.raises(ValueError, match="valid choices: .*sapag"):
         AttackConfig(loss="gauss")
@@ -187,7 +189,7 @@ def test_sapag_dlg_reconstructs_a_real_mnist_digit(digit):
 @pytest.mark.parametrize("kw", [
     dict(method="ig"),                                          # cosine + TV, signed Adam, decay, box
     dict(method="ig", tv_weight=0.05, signed=False),            # a TV weight that matters, plain Adam
-    dict(method="dlg", loss="sapag", optimizer="lbfgs", lr=1.0),  # SAPAG with DLG's joint label
+    dict(method="sapag", optimizer="lbfgs", lr=1.0),  # SAPAG (joint label, as DLG)
     dict(method="dlg", loss="cosine", optimizer="adam", lr=0.1, boxed=True),  # box leaves the labels alone
 ])
 def test_batched_equals_one_at_a_time(kw):
@@ -198,7 +200,8 @@ def test_batched_equals_one_at_a_time(kw):
     for i, cfg in enumerate(configs):
         opts = cfg.to_dict()
         m, s = opts.pop("method"), opts.pop("seed")
-        ref = run_attack(images[i:i + 1].double(), labels[i:i + 1], method=m, seed=s, model=model, num_classes=10, **opts)
+        ref = reference_attack(images[i:i + 1].double(), labels[i:i + 1], method=m, seed=s, model=model,
+                               num_classes=10, **opts)
         got = batched[i]
         assert np.allclose(got.reconstruction, ref.reconstruction, atol=1e-7)
         assert np.allclose(got.losses, ref.losses, rtol=1e-6, atol=1e-9)

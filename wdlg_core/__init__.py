@@ -1,8 +1,9 @@
-"""wdlg_core: gradient-inversion attacks (DLG, iDLG, WDLG) and the experiments of the book.
+"""wdlg_core: gradient-inversion attacks (DLG, iDLG, WDLG, IG, SAPAG, R-GAP) and the book's experiments.
 
 Public surface:
 
-* :func:`run_attack` - attack one batch of images end to end (``wdlg_core.attacks``).
+* :func:`run_attack` - attack one batch of images end to end, any method (``wdlg_core.attacks``).
+* :data:`METHODS`, :func:`get_method` - the method registry (``wdlg_core.methods``).
 * :func:`load_images` - real images by dataset name (``wdlg_core.data``).
 * :func:`build_model` - the attacked networks by name (``wdlg_core.models``).
 * :class:`AttackConfig`, :class:`AttackResult`.
@@ -10,7 +11,8 @@ Public surface:
 __version__ = "0.4.0"
 
 from .attacks import run_attack  # noqa: E402
-from .config import AttackConfig, preset  # noqa: E402
+from .config import AttackConfig  # noqa: E402
+from .methods import METHODS, get_method  # noqa: E402
 from .models import build_model  # noqa: E402
 from .result import AttackResult  # noqa: E402
 
@@ -22,4 +24,5 @@ def load_images(*args, **kwargs):
     return _load(*args, **kwargs)
 
 
-__all__ = ["run_attack", "load_images", "build_model", "AttackConfig", "AttackResult", "preset", "__version__"]
+__all__ = ["run_attack", "load_images", "build_model", "AttackConfig", "AttackResult", "METHODS", "get_method",
+           "__version__"]

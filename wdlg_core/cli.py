@@ -2,16 +2,20 @@
 
 ::
 
-    wdlg attack --dataset mnist --method wdlg|dlg|idlg|ig --index 3 [--model lenet] [--iterations N]
-                [--optimizer lbfgs|adam] [--lr LR] [--seed S] [--estimator dirac_whole|dirac|sorted|dual]
-                [--loss euclidean|wasserstein|cosine|sapag] [--line-search armijo|none]
-                [--[no-]signed] [--[no-]boxed] [--[no-]lr-decay] [--device cpu] [--out attack.png]
+    wdlg attack --dataset mnist --method dlg|idlg|wdlg|ig|sapag|rgap --index 3 [--model lenet]
+                [--iterations N] [--optimizer lbfgs|adam] [--lr LR] [--seed S]
+                [--estimator dirac_whole|dirac|sorted|dual] [--loss euclidean|wasserstein|cosine|sapag]
+                [--line-search armijo|none] [--[no-]signed] [--[no-]boxed] [--[no-]lr-decay]
+                [--defense gaussian:sigma=0.01 | dpsgd:clip=1,noise_multiplier=0.5 | prune:ratio=0.5 ...]
+                [--device cpu] [--out attack.png] [--json] [--results-root DIR]
     wdlg data list [--root DIR]
     wdlg data download NAME [--root DIR]
     wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ... [-p KEY=VALUE ...]] [--no-build]
     wdlg record ship --from RESULTS/PROFILE --page PAGE --run NAME
 
-``attack`` runs one attack on one real image and prints a short report; ``run`` executes the
+``attack`` runs one attack of any registered method (:mod:`wdlg_core.methods`) on one real
+image, optionally defended, stores it in the results store and prints a short report (or
+JSON with ``--json``); ``run`` executes the
 book's notebooks and builds the book (:mod:`wdlg_core.runner`); ``record ship`` copies a page's
 results file and figures into the shipped book of record (:mod:`wdlg_core.record`). Unknown names are rejected
 with the list of valid choices. The data root is ``--data-root``/``--root``, else
@@ -25,7 +29,8 @@ import os
 import sys
 from pathlib import Path
 
-from .config import ESTIMATORS, LINE_SEARCHES, LOSSES, METHOD_DEFAULTS, METHODS, OPTIMIZERS
+from .config import ESTIMATORS, LINE_SEARCHES, LOSSES, OPTIMIZERS
+from .methods import METHODS
 from .profiles import PROFILES
 
 
@@ -47,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run,record}")
 
     a = sub.add_parser("attack", help="attack one real image and report fidelity",
-                       description="Attack one image from its shared gradient; print a report and write a PNG "
-                                   "(ground truth | snapshots | final).")
+                       description="Attack one image from its shared gradient with any registered method; store "
+                                   "the result, print a report (or JSON) and write a PNG (ground truth | snapshots "
+                                   "| final).")
     a.add_argument("--dataset", required=True, choices=_dataset_names())
     a.add_argument("--model", default=None, choices=_model_names(), help="default: the profile's (lenet)")
-    a.add_argument("--method", default="wdlg", choices=list(METHODS), help="attack (default wdlg)")
+    a.add_argument("--method", default="wdlg", choices=list(METHODS),
+                   help="attack (default wdlg): " + ", ".join(f"{m.name} ({m.title}, {m.kind.replace('_', ' ')})"
+                                                               for m in METHODS.values()))
     a.add_argument("--index", type=int, default=0,
                    help="image index (default 0) in the first source holding index + 1 images of the split "
                         "(`wdlg data list`); with --split any, MNIST 0-19 are bundled test images and 20 on are "
@@ -81,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads (default $WDLG_TORCH_THREADS, else 1: LeNet-size attacks run fastest on one)")
     a.add_argument("--snapshots", type=int, default=5, help="snapshot columns in the PNG (default 5)")
     a.add_argument("--out", default=None, help="PNG path (default wdlg_attack_<dataset>_<method>_<index>.png)")
+    a.add_argument("--defense", action="append", default=None, metavar="NAME[:KEY=VALUE,...]",
+                   help="defend the shared gradient first (repeatable: applied in order), e.g. gaussian:sigma=0.01, "
+                        "dpsgd:clip=1,noise_multiplier=0.5, prune:ratio=0.5 (names: wdlg_core.defenses.DEFENSES)")
+    a.add_argument("--json", action="store_true", help="print the result as one JSON object instead of the report")
+    a.add_argument("--results-root", default=None,
+                   help="results store (default $WDLG_RESULTS_ROOT, else results/); the attack is stored under "
+                        "<root>/<profile>/ and loaded from there when it exists")
 
     d = sub.add_parser("data", help="list or download datasets")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="{list,download}")
@@ -124,23 +139,70 @@ def _snapshot_iterations(iterations: int, k: int) -> tuple[int, ...]:
     return tuple(sorted({int(round(i * iterations / k)) for i in range(k)}))
 
 
+def parse_defense(specs: list[str] | None):
+    """``--defense`` values as one :class:`wdlg_core.defenses.Defense` (None without any).
+
+    Each spec is ``NAME`` or ``NAME:KEY=VALUE,KEY=VALUE`` with numeric values; several specs
+    are applied in order (a ``compose`` defence).
+
+    Raises:
+        ValueError: an unknown defence or parameter, a value that is not a number, or a
+            malformed spec (each message names the valid choices).
+    """
+    from .defenses import DEFENSES, make_defense
+
+    steps = []
+    for spec in specs or []:
+        name, _, rest = spec.partition(":")
+        params = {}
+        for item in filter(None, rest.split(",")):
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"--defense {spec!r}: expected KEY=VALUE after the name, got {item!r} "
+                                 "(e.g. gaussian:sigma=0.01)")
+            try:
+                params[key.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--defense {spec!r}: {key} must be a number, got {value!r}") from None
+        if name not in DEFENSES or name == "compose":
+            valid = ", ".join(n for n in sorted(DEFENSES) if n != "compose")
+            raise ValueError(f"--defense {spec!r}: unknown defense {name!r}; valid names: {valid} "
+                             "(repeat --defense to compose)")
+        steps.append(make_defense(name, **params))
+    if not steps:
+        return None
+    return steps[0] if len(steps) == 1 else make_defense("compose", steps=steps)
+
+
 def cmd_attack(args) -> int:
-    """``wdlg attack``: one attack on one real image; prints a report, writes a PNG, returns 0."""
+    """``wdlg attack``: one attack of any registered method on one real image; stores it, prints
+    a report (or JSON), writes a PNG, returns 0."""
+    import json
+
     import matplotlib
 
     matplotlib.use("Agg")
     from .data import dataset_info, image_source, load_images
-    from .experiments import THREADS_ENV, Job, check_device, configure_threads, images_fingerprint, run_one
-    from .plotting import DATASET_NAMES, METHOD_NAMES, set_theme, snapshot_grid
+    from .defenses import noise_seed
+    from .device import THREADS_ENV, check_device, configure_threads
+    from .experiments import Job, images_fingerprint, run_jobs
+    from .methods import get_method
+    from .models import build_model
+    from .plotting import DATASET_NAMES, set_theme, snapshot_grid
     from .profiles import get_profile
-    from .store import Case
+    from .rgap import run_rgap_cached
+    from .store import Case, ResultStore, json_safe
 
+    method = get_method(args.method)
+    if not method.iterative:
+        given = [f"--{k.replace('_', '-')}" for k in ("iterations", "optimizer", "lr", "line_search", "seed",
+                                                      "estimator", "loss", "signed", "boxed", "lr_decay")
+                 if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"method {args.method!r} is closed form: it takes no {', '.join(given)}")
     p = get_profile(args.profile, model=args.model, iterations=args.iterations, optimizer=args.optimizer, lr=args.lr,
                     seed=args.seed, model_seed=args.model_seed, estimator=args.estimator, device=args.device,
-                    split=args.split,
-                    # the profile validates its methods with its own optimiser (L-BFGS): Inverting
-                    # Gradients' settings are applied below, so it is not validated there
-                    methods=(args.method,) if METHOD_DEFAULTS[args.method]["optimizer"] == "lbfgs" else None)
+                    split=args.split, methods=(args.method,) if method.iterative else None)
     check_device(p.device)
     if args.index < 0:
         raise ValueError(f"--index must be >= 0, got {args.index}")
@@ -149,45 +211,63 @@ def cmd_attack(args) -> int:
     if args.snapshots < 0:
         raise ValueError(f"--snapshots must be >= 0 (0: no snapshot columns), got {args.snapshots}")
     _check_data_root(args.data_root)
+    defense = parse_defense(args.defense)
     info = dataset_info(args.dataset)
     where = image_source(args.dataset, 1, split=p.split, source=p.source, root=args.data_root, offset=args.index)
     images, labels = load_images(args.dataset, 1, split=p.split, source=p.source, root=args.data_root,
                                  offset=args.index)  # (1, C, H, W), (1,)
-    # options given on the command line; the profile's line search (armijo, an L-BFGS option) is
-    # dropped for other optimisers by Profile.attack_config unless --line-search asks for one
-    given = {"loss": args.loss, "line_search": args.line_search, "signed": args.signed, "boxed": args.boxed,
-             "lr_decay": args.lr_decay}
-    overrides = {k: v for k, v in given.items() if v is not None}
-    if args.method == "ig":  # Inverting Gradients runs its own optimiser (Adam, lr 0.1) unless told otherwise
-        ig = METHOD_DEFAULTS["ig"]
-        overrides.update(optimizer=args.optimizer or ig["optimizer"], lr=args.lr or ig["lr"])
-    config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots), **overrides)
     case = Case(args.dataset, (args.index,), p.model, p.model_seed, p.split, p.source, info.num_classes,
-                images_fingerprint(images))
+                images_fingerprint(images), defense=None if defense is None else defense.to_dict())
+    store = ResultStore(args.results_root, profile=p.name)
     configure_threads(args.threads or int(os.environ.get(THREADS_ENV, "0") or 0) or 1)
-    r = run_one(Job(config, case, images, labels), device=p.device)
+    if method.iterative:
+        # options given on the command line; the profile's line search (armijo, an L-BFGS option)
+        # is dropped for other optimisers by Profile.attack_config unless --line-search asks for one
+        given = {"loss": args.loss, "line_search": args.line_search, "signed": args.signed, "boxed": args.boxed,
+                 "lr_decay": args.lr_decay, "optimizer": args.optimizer, "lr": args.lr}
+        overrides = {k: v for k, v in given.items() if v is not None}
+        config = p.attack_config(args.method, snapshots=_snapshot_iterations(p.iterations, args.snapshots),
+                                 **overrides)
+        r = run_jobs([Job(config, case, images, labels)], store, device=p.device, progress=not args.json,
+                     desc=method.title)[0]
+        setting = (f"{config.optimizer} lr {config.lr:g} (line search {config.line_search}), loss "
+                   f"{config.matching_loss}, {config.iterations} iterations")
+    else:
+        config = method.config(success_mse=p.success_mse)
+        model = build_model(p.model, tuple(images.shape[1:]), info.num_classes, seed=p.model_seed)
+        bound = None if defense is None else defense.bind(noise_seed(0, case.to_dict()))
+        r, _ = run_rgap_cached(store, config, case, images, labels, model, defense=bound)
+        setting = "closed form (one layer-by-layer solve)"
+    key = store.key(config, case)
 
-    its = "-" if r.iterations_to_success is None else str(r.iterations_to_success)
     psnr = "inf" if not math.isfinite(r.psnr) else f"{r.psnr:.2f}"
-    print(f"{METHOD_NAMES.get(args.method, args.method)} on {DATASET_NAMES[args.dataset]} image {args.index}, "
-          f"{p.model}, {config.optimizer} lr {config.lr:g} (line search {config.line_search}), loss "
-          f"{config.matching_loss}, {p.iterations} iterations, device {p.device}")
-    print(f"  image               : {where['source']} {where['split']} image {args.index} ({where['path']})")
-    print(f"  label restored/true : {int(r.labels[0])} / {int(r.true_labels[0])}")
-    print(f"  MSE                 : {r.mse:.3e}")
-    print(f"  PSNR                : {psnr} dB")
-    print(f"  SSIM                : {r.ssim:.4f}")
-    print(f"  iterations to success: {its} (threshold MSE < {config.success_mse:g})")
-    print(f"  time                : {r.wall_time:.2f} s")
-    print(f"  success             : {'yes' if r.success else 'no'}{' (diverged)' if r.diverged else ''}")
-
     set_theme()
     out = Path(args.out or f"wdlg_attack_{args.dataset}_{args.method}_{args.index}.png")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig = snapshot_grid(r.snapshots, original=images.numpy(),
                         final=r.reconstruction, captions={"final": [f"MSE {r.mse:.1e}\nPSNR {psnr} dB"]},
-                        title=f"{METHOD_NAMES.get(args.method, args.method)}, {DATASET_NAMES[args.dataset]} #{args.index}")
+                        title=f"{method.title}, {DATASET_NAMES[args.dataset]} #{args.index}")
     fig.savefig(out)
+    if args.json:
+        summary = {"method": args.method, "dataset": args.dataset, "index": args.index, "model": p.model,
+                   "profile": p.name, "device": p.device, "defense": case.defense, "config": config.to_dict(),
+                   "image": {"source": where["source"], "split": where["split"], "path": str(where["path"])},
+                   **r.summary(), "store_key": key, "record": str(store.paths(key)[0]), "figure": str(out)}
+        print(json.dumps(json_safe(summary), default=str, allow_nan=False, indent=1))  # NaN/inf: null
+        return 0
+    its = "-" if r.iterations_to_success is None else str(r.iterations_to_success)
+    print(f"{method.title} on {DATASET_NAMES[args.dataset]} image {args.index}, {p.model}, {setting}, "
+          f"device {p.device}" + (f", defense {case.defense}" if defense is not None else ""))
+    print(f"  image               : {where['source']} {where['split']} image {args.index} ({where['path']})")
+    print(f"  label restored/true : {int(r.labels[0])} / {int(r.true_labels[0])}")
+    print(f"  MSE                 : {r.mse:.3e}")
+    print(f"  PSNR                : {psnr} dB")
+    print(f"  SSIM                : {r.ssim:.4f}")
+    if method.iterative:
+        print(f"  iterations to success: {its} (threshold MSE < {config.success_mse:g})")
+    print(f"  time                : {r.wall_time:.2f} s")
+    print(f"  success             : {'yes' if r.success else 'no'}{' (diverged)' if r.diverged else ''}")
+    print(f"  stored              : {store.paths(key)[0]}")
     print(f"  figure              : {out}")
     return 0
 

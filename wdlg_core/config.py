@@ -1,28 +1,18 @@
-"""Attack configuration: one frozen dataclass per attack, and the paper's settings as presets.
+"""Attack configuration: one frozen dataclass per iterative attack.
 
 An :class:`AttackConfig` says *how* to attack (method, optimiser, loss, budget); *what* is
 attacked (dataset, image indices, model) is the case, recorded next to it in the results store.
 The config is hashable and turns into a plain dict, so the store can key results by it.
 
-Method table (paper Section 3, PAPER_NOTES "The method in one paragraph"):
-
-======  ==========================  ===================================================
-method  gradient-matching loss      label
-======  ==========================  ===================================================
-dlg     euclidean (Zhu et al. 2019) dummy label optimised jointly (soft, through softmax)
-idlg    euclidean                   restored from the last layer (Zhao et al. 2020)
-wdlg    wasserstein (paper Eq. 4-9) restored as in iDLG (paper Algorithm 2)
-ig      cosine (Geiping et al.      restored as in iDLG (Geiping et al. assume the label
-        2020, "Inverting            is known; for one image iDLG's restoration gives it)
-        Gradients")
-======  ==========================  ===================================================
-
+The methods and their defaults are declared once, in :mod:`wdlg_core.methods` (a method's
+loss, label restoration and optimiser defaults); this class configures the iterative ones
+(dlg, idlg, wdlg, ig, sapag; R-GAP, closed form, has its own config, ``wdlg_core.rgap.RGAPConfig``).
 Every loss works with every method (``loss=`` overrides the method's default), e.g.
-``AttackConfig(method="dlg", loss="sapag")`` is SAPAG's distance (Wang et al. 2020) inside
-DLG's joint optimisation, and ``AttackConfig(method="ig")`` is Inverting Gradients with its
-reference settings: Adam, lr 0.1, signed gradients, step decay of the learning rate, the
-dummy image boxed to [0, 1] after each step, total-variation weight 1e-4 (see
-:data:`METHOD_DEFAULTS`).
+``AttackConfig(method="idlg", loss="sapag")`` is SAPAG's distance with iDLG's label
+restoration, and ``AttackConfig(method="ig")`` is Inverting Gradients with its reference
+settings: Adam, lr 0.1, signed gradients, step decay of the learning rate, the dummy image
+boxed to [0, 1] after each step, total-variation weight 1e-4
+(:data:`wdlg_core.methods.IG_DEFAULTS`).
 
 Store keys. The store hashes :meth:`AttackConfig.to_dict`. Fields added after version 0.3.0
 (``tv_weight``, ``signed``, ``boxed``, ``lr_decay``: :data:`NEW_FIELDS`) are left out of the
@@ -40,35 +30,14 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-#: method -> (default gradient-matching loss, how the label is obtained)
-METHODS: dict[str, dict[str, str]] = {
-    "dlg": {"loss": "euclidean", "label": "joint"},
-    "idlg": {"loss": "euclidean", "label": "restore"},
-    "wdlg": {"loss": "wasserstein", "label": "restore"},
-    "ig": {"loss": "cosine", "label": "restore"},
-}
+from .methods import ITERATIVE, METHODS, NEUTRAL, get_method
+
 OPTIMIZERS = ("lbfgs", "adam")
 LINE_SEARCHES = ("none", "armijo")
 LOSSES = ("euclidean", "wasserstein", "cosine", "sapag")
 
-#: Defaults of the fields that depend on the method (used when the field is left as None).
-#: ``ig``: Geiping et al. 2020 as run by their reference code (JonasGeiping/invertinggradients,
-#: ``reconstruct_image.py`` "ours" configuration and ``inversefed/options.py``): Adam, lr 0.1,
-#: signed gradients, MultiStepLR at 3/8, 5/8, 7/8 of the iterations with gamma 0.1, boxed
-#: (projected to the valid image range after each step), TV weight 1e-4 (the ``--tv`` default).
-#: One difference of scale: their dummy lives in normalised space (x - mean) / std, where the
-#: N(0, 1) start, the step size 0.1 and the TV weight act; here every method's dummy is the
-#: image in [0, 1]. With CIFAR's std of about 0.25 the same settings mean pixel steps about 4x
-#: larger and a TV prior about 4x weaker than theirs (override ``lr`` and ``tv_weight`` to match).
-_NEUTRAL = {"optimizer": "lbfgs", "lr": 1.0, "tv_weight": 0.0, "signed": False, "boxed": False, "lr_decay": False}
-METHOD_DEFAULTS: dict[str, dict] = {
-    "dlg": dict(_NEUTRAL),
-    "idlg": dict(_NEUTRAL),
-    "wdlg": dict(_NEUTRAL),
-    "ig": {"optimizer": "adam", "lr": 0.1, "tv_weight": 1e-4, "signed": True, "boxed": True, "lr_decay": True},
-}
 #: Fields added after 0.3.0 and their neutral values (see :meth:`AttackConfig.to_dict`).
-NEW_FIELDS: dict = {k: _NEUTRAL[k] for k in ("tv_weight", "signed", "boxed", "lr_decay")}
+NEW_FIELDS: dict = {k: NEUTRAL[k] for k in ("tv_weight", "signed", "boxed", "lr_decay")}
 #: Step decay of ``lr_decay``: the learning rate is multiplied by LR_DECAY_GAMMA after
 #: floor(f * iterations) steps for each f in LR_DECAY_FRACTIONS (Geiping et al.'s schedule).
 LR_DECAY_FRACTIONS = (3 / 8, 5 / 8, 7 / 8)
@@ -96,10 +65,11 @@ class AttackConfig:
     """How one gradient-inversion attack runs.
 
     Attributes:
-        method: ``"dlg"``, ``"idlg"``, ``"wdlg"`` or ``"ig"`` (see :data:`METHODS`).
+        method: an iterative method of the registry: ``"dlg"``, ``"idlg"``, ``"wdlg"``,
+            ``"ig"`` or ``"sapag"`` (:data:`wdlg_core.methods.ITERATIVE`).
         optimizer: ``"lbfgs"`` (DLG's choice; one iteration = one L-BFGS update with a fixed
             step ``lr`` and one function evaluation, i.e. ``torch.optim.LBFGS(max_iter=1)``)
-            or ``"adam"``. ``None``: the method's default (:data:`METHOD_DEFAULTS`: L-BFGS,
+            or ``"adam"``. ``None``: the method's default (:data:`wdlg_core.methods.METHODS`: L-BFGS,
             Adam for ``ig``), resolved when the config is built.
         lr: learning rate (step size) of the optimiser; ``None``: the method's default (1.0,
             0.1 for ``ig``).
@@ -170,8 +140,12 @@ class AttackConfig:
     lr_decay: bool | None = None
 
     def __post_init__(self):
-        _choice("method", self.method, METHODS)
-        for name, default in METHOD_DEFAULTS[self.method].items():
+        method = get_method(self.method)  # unknown: the error lists every method
+        if not method.iterative:
+            raise ValueError(f"method {self.method!r} is {method.kind.replace('_', ' ')}, not an iterative attack: "
+                             f"configure it with wdlg_core.methods.get_method({self.method!r}).config(); "
+                             f"iterative methods: {', '.join(ITERATIVE)}")
+        for name, default in method.defaults.items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, default)
         for name in ("signed", "boxed", "lr_decay"):
@@ -209,12 +183,12 @@ class AttackConfig:
     @property
     def matching_loss(self) -> str:
         """The gradient-matching loss actually used (the override or the method's default)."""
-        return self.loss or METHODS[self.method]["loss"]
+        return self.loss or METHODS[self.method].loss
 
     @property
     def label_mode(self) -> str:
         """``"joint"`` (optimise a soft dummy label) or ``"restore"`` (iDLG restoration)."""
-        return METHODS[self.method]["label"]
+        return METHODS[self.method].label
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict of every field (the store hashes it).
@@ -227,7 +201,7 @@ class AttackConfig:
         d = dataclasses.asdict(self)
         d["snapshots"] = list(self.snapshots)
         for name, neutral in NEW_FIELDS.items():
-            if d[name] == neutral and METHOD_DEFAULTS[self.method][name] == neutral:
+            if d[name] == neutral and METHODS[self.method].defaults[name] == neutral:
                 del d[name]
         return d
 
@@ -258,23 +232,3 @@ class AttackConfig:
     def replace(self, **changes) -> "AttackConfig":
         """A copy with ``changes`` applied and validated again (ValueError as in the constructor)."""
         return dataclasses.replace(self, **changes)
-
-
-#: Named settings. ``paper_table1`` is the paper's Table 1 (lr 0.1, 500 iterations; the
-#: optimiser is not stated: we take DLG's L-BFGS, the code WDLG builds on). ``dlg_reference``
-#: is the original DLG code (L-BFGS, lr 1, 300 steps). ``paper_table2`` uses 448 iterations.
-PRESETS: dict[str, dict] = {
-    "paper_table1": {"optimizer": "lbfgs", "lr": 0.1, "iterations": 500},
-    "paper_table2": {"optimizer": "lbfgs", "lr": 0.1, "iterations": 448},
-    "dlg_reference": {"optimizer": "lbfgs", "lr": 1.0, "iterations": 300},
-}
-
-
-def preset(name: str, **overrides) -> AttackConfig:
-    """An :class:`AttackConfig` from a named preset, with ``overrides`` applied.
-
-    Raises:
-        ValueError: unknown preset (the message lists the valid names).
-    """
-    _choice("preset", name, PRESETS)
-    return AttackConfig(**{**PRESETS[name], **overrides})

@@ -1,8 +1,9 @@
 """The batched attack engine: N independent attacks as one vectorised computation.
 
-Every experiment of the book goes through here. Attack i has its own images, shared
-gradient, dummy data (drawn from its own seed exactly as the one-attack reference
-:func:`wdlg_core.attacks.invert_gradient` draws it), label and optimiser state; the N attacks
+This is the package's one attack loop: every experiment of the book and every single attack
+(:func:`wdlg_core.run_attack`, a batch of one) goes through here. Attack i has its own images, shared
+gradient, dummy data (drawn from its own seed exactly as the one-attack reference loop of the
+tests, ``tests/reference_attack.py``, draws it), label and optimiser state; the N attacks
 share one model and one configuration (except the seed). Per iteration the engine
 
 1. evaluates every attack's gradient-matching loss and its gradient w.r.t. that attack's
@@ -34,13 +35,13 @@ import torch
 from torch import nn
 
 from . import metrics
-from .attacks import _num_outputs, assemble_result
 from .config import AttackConfig
 from .labels import restore_labels
 from .losses import make_loss
 from .matching import MatchingObjective
+from .models import num_outputs
 from .optim import make_optimizer
-from .result import AttackResult
+from .result import AttackResult, assemble_result
 
 
 def _same_batch_config(configs: list[AttackConfig]) -> AttackConfig:
@@ -110,7 +111,7 @@ class BatchedAttack:
             true_grads = [torch.stack([pa[j] for pa in per_attack]) for j in range(len(true_grads))]
 
         # dummy data and labels, drawn per attack exactly as the one-attack reference draws them
-        self.k = k = _num_outputs(model)
+        self.k = k = num_outputs(model)
         xs, ys = [], []
         for c in configs:
             gen = torch.Generator().manual_seed(c.seed)
@@ -321,7 +322,7 @@ def bytes_per_attack(model: nn.Module, shape: tuple[int, ...], batch: int, confi
     chunk size it gives is recorded in each result's metadata.
     """
     p0 = next(model.parameters())
-    d = batch * int(np.prod(shape)) + batch * _num_outputs(model)
+    d = batch * int(np.prod(shape)) + batch * num_outputs(model)
     opt_floats = (2 * config.history_size + 6) * d if config.optimizer == "lbfgs" else 6 * d
     param_floats = sum(p.numel() for p in model.parameters())
     layers = getattr(model, "sequence", None)

@@ -20,6 +20,11 @@ ordinary backward would sum it over the N attacks). Two ways are implemented:
   hand-written backward made of grouped convolutions (:class:`_PerAttackConvWeightGrad`).
 * ``"vmap"`` (any model): ``torch.func.vmap`` over ``torch.func.grad`` of the training loss
   with the parameters shared (``functional_call``).
+* ``"autograd"`` (any model, one attack): the plain double backward of the one-attack
+  reference, ``torch.autograd.grad(..., create_graph=True)`` on the model itself. With N = 1
+  there is nothing to separate, and this skips the batched paths' bookkeeping: ``"auto"``
+  takes it whenever the objective holds a single attack (a single :func:`wdlg_core.run_attack`),
+  which keeps one attack as fast as a hand-written DLG loop (``benchmarks/single_attack.py``).
 
 Tests check both against the one-attack ``wdlg_core.gradients.parameter_gradient``.
 """
@@ -35,7 +40,7 @@ from .losses import batched_total_variation
 
 Grads = list[torch.Tensor]
 _SEQUENTIAL_OK = (nn.Conv2d, nn.Linear, nn.Sigmoid, nn.LeakyReLU, nn.Flatten)
-PATHS = ("auto", "explicit", "vmap")
+PATHS = ("auto", "explicit", "vmap", "autograd")
 
 
 def layer_sequence(model: nn.Module) -> list[nn.Module] | None:
@@ -173,6 +178,23 @@ def explicit_gradients(layers: list[nn.Module], x: torch.Tensor, target: torch.T
     return [t for g in reversed(grads) for t in g]
 
 
+def single_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_kind: str) -> Grads:
+    """The dummy gradient of one attack (N = 1) by a plain double-backward-ready autograd pass,
+    as the one-attack reference computes it. Same contract as :func:`explicit_gradients`.
+
+    The weights enter as fresh leaves (views of the model's own) so that their gradient can be
+    taken even while the engine holds the model's ``requires_grad`` off.
+    """
+    from torch.func import functional_call
+
+    if x.shape[0] != 1:
+        raise ValueError(f"single_gradients takes one attack, got {x.shape[0]}")
+    params = {k: v.detach().requires_grad_(True) for k, v in model.named_parameters()}
+    loss = training_loss(functional_call(model, params, (x[0],)), target[0], loss_kind)
+    grads = torch.autograd.grad(loss, list(params.values()), create_graph=True)
+    return [g.unsqueeze(0) for g in grads]                        # (1, *param.shape) each
+
+
 def vmap_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss_kind: str) -> Grads:
     """Per-attack parameter gradients with ``torch.func`` (any model). Same contract as
     :func:`explicit_gradients`."""
@@ -195,7 +217,8 @@ class MatchingObjective:
         model: the shared network (its weights are not optimised).
         true_grads: the N shared gradients, one tensor (N, *param.shape) per parameter.
         loss_fn: a batched gradient-matching loss (``losses.make_loss(..., batched=True)``).
-        path: ``"explicit"``, ``"vmap"`` or ``"auto"`` (explicit when the model allows it).
+        path: ``"explicit"``, ``"vmap"``, ``"autograd"`` (one attack only) or ``"auto"``
+            (autograd for a single attack, else explicit when the model allows it, else vmap).
         tv_weight: weight of the total-variation prior on the dummy images
             (:func:`wdlg_core.losses.batched_total_variation`; Inverting Gradients), >= 0.
 
@@ -219,6 +242,12 @@ class MatchingObjective:
             raise ValueError("every true-gradient tensor needs the same leading attack axis N")
         self.model, self.true_grads, self.loss_fn = model, true_grads, loss_fn
         self.loss_kind = getattr(model, "loss_kind", "cross_entropy")
+        n = true_grads[0].shape[0] if true_grads else None
+        if path == "autograd" and n != 1:
+            raise ValueError(f"the autograd path evaluates one attack; this objective holds {n}: use path='auto'")
+        if path == "autograd" or (path == "auto" and n == 1):
+            self.layers, self.path = None, "autograd"
+            return
         self.layers = layer_sequence(model) if path != "vmap" else None
         if path == "explicit" and self.layers is None:
             raise ValueError(f"the explicit path needs a plain layer sequence; {type(model).__name__} "
@@ -230,6 +259,8 @@ class MatchingObjective:
         for the double backward; x (N, B, C, H, W), target (N, B) int64 or (N, B, K)."""
         if self.path == "explicit":
             return explicit_gradients(self.layers, x, target, self.loss_kind)
+        if self.path == "autograd":
+            return single_gradients(self.model, x, target, self.loss_kind)
         return vmap_gradients(self.model, x, target, self.loss_kind)
 
     def true_gradients(self, rows: torch.Tensor | None = None) -> Grads:

@@ -239,6 +239,18 @@ class _Seed002Input(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
+def num_outputs(model: nn.Module) -> int:
+    """Outputs of the model's last linear layer (its classes; 1 for a logistic head).
+
+    Raises:
+        ValueError: the model has no linear layer.
+    """
+    linear = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ValueError(f"{type(model).__name__} has no linear output layer")
+    return linear[-1].out_features
+
+
 MODELS = ("lenet", "cnn6", "cnn6_binary", "resnet18", "densenet121", "inception_v3", "fcn")
 #: DLG architecture-study variants (paper/002): ``<torchvision name>_dlg``, see :class:`_Seed002Input`.
 SEED002_MODELS = ("resnet18_dlg", "densenet121_dlg", "inception_v3_dlg")

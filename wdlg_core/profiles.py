@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .config import METHOD_DEFAULTS, SUCCESS_MSE, AttackConfig
+from .config import SUCCESS_MSE, AttackConfig
+from .methods import get_method
 
 #: The datasets of the paper's Figure 3 (LeNet gallery), in the order of the figure's columns.
 GALLERY_DATASETS = ("mnist", "fashion_mnist", "svhn", "cifar100")
@@ -98,12 +99,13 @@ class Profile:
         settings = dict(method=method, optimizer=self.optimizer, lr=self.lr, line_search=self.line_search,
                         iterations=self.iterations, seed=self.seed, estimator=self.estimator,
                         success_mse=self.success_mse)
-        if METHOD_DEFAULTS.get(method, {}).get("optimizer") == "adam":
+        defaults = get_method(method).defaults  # unknown method: the error lists the valid ones
+        if defaults["optimizer"] == "adam":
             # a method defined with its own optimiser (Inverting Gradients: Adam, lr 0.1, step
             # decay) keeps it; the profile's L-BFGS settings apply to the DLG family only
             settings.update(optimizer=None, lr=None, line_search="none")
         merged = {**settings, **overrides}
-        optimizer = merged["optimizer"] or METHOD_DEFAULTS.get(method, {}).get("optimizer")
+        optimizer = merged["optimizer"] or defaults["optimizer"]
         if optimizer != "lbfgs" and "line_search" not in overrides:
             merged["line_search"] = "none"
         return AttackConfig(**merged)

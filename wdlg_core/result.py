@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
-from .config import AttackConfig
+from . import metrics
+from .methods import config_from_dict
+
+if TYPE_CHECKING:
+    from .config import AttackConfig
 
 
 @dataclass
@@ -20,7 +26,8 @@ class AttackResult:
     Arrays are numpy, images in [0, 1] (the dummy data clipped to the image range).
 
     Attributes:
-        config: the :class:`AttackConfig` that produced it.
+        config: the configuration that produced it: an :class:`AttackConfig`, or a
+            closed-form method's config (``wdlg_core.rgap.RGAPConfig``).
         reconstruction: (B, C, H, W) float32, reordered so that row b matches original b.
         true_labels: (B,) int64 labels of the attacked images.
         labels: (B,) int64 labels the attacker ends with (restored by iDLG, or the argmax of
@@ -113,7 +120,7 @@ class AttackResult:
         def num(v):  # None is NaN; infinities are stored as the strings "inf" / "-inf"
             return math.nan if v is None else float(v)
         return cls(
-            config=AttackConfig.from_dict(doc["config"]),
+            config=config_from_dict(doc["config"]),
             reconstruction=np.asarray(arrays["reconstruction"]),
             true_labels=np.asarray(doc["true_labels"], dtype=np.int64),
             labels=np.asarray(doc["labels"], dtype=np.int64),
@@ -147,3 +154,44 @@ def _jsonable(v):
             return None
         return ("inf" if v > 0 else "-inf") if math.isinf(v) else v
     return v
+
+
+def assemble_result(config: AttackConfig, dummy: torch.Tensor, labels: torch.Tensor, labels_follow_images: bool,
+                    ground_truth: torch.Tensor, true_labels: torch.Tensor, recorded: list[int],
+                    losses: list[float], mses: list[float], snapshots: dict, wall: float, diverged: bool,
+                    evals: int, device) -> AttackResult:
+    """Final metrics and an :class:`AttackResult` from one attack's raw outcome.
+
+    Used by the batched engine and by closed-form solvers (R-GAP). ``dummy`` (B, C, H, W) is the last
+    finite dummy data; it is clipped to [0, 1] and reordered to match ``ground_truth``;
+    ``labels`` (B,) are reordered with it when ``labels_follow_images`` (DLG's per-image dummy
+    labels) and kept as they are otherwise (restored labels are not tied to images).
+    """
+    rec = dummy.detach().clamp(0, 1)
+    order = metrics.match_order(rec, ground_truth)
+    rec = rec[order]
+    if labels_follow_images:
+        labels = labels[torch.as_tensor(order, device=labels.device)]
+    mse = float(metrics.mse(rec, ground_truth).mean())
+    iters_ok = next((i for i, m in zip(recorded, mses) if m < config.success_mse), None)
+    return AttackResult(
+        config=config,
+        reconstruction=rec.cpu().numpy().astype(np.float32),
+        true_labels=true_labels.cpu().numpy().astype(np.int64),
+        labels=labels.cpu().numpy().astype(np.int64),
+        iterations=np.asarray(recorded, dtype=np.int64),
+        losses=np.asarray(losses, dtype=np.float64),
+        mses=np.asarray(mses, dtype=np.float64),
+        snapshots=snapshots,
+        first_loss=losses[0] if losses else math.nan,
+        wall_time=wall,
+        iterations_to_success=None if diverged else iters_ok,
+        diverged=diverged,
+        mse=mse,
+        psnr=float(metrics.psnr(rec, ground_truth).mean()),
+        ssim=float(metrics.ssim(rec, ground_truth).mean()),
+        success=not diverged and metrics.success(mse, config.success_mse),
+        label_accuracy=metrics.label_accuracy(labels, true_labels),
+        function_evals=evals,
+        meta={"device": str(device)},
+    )

@@ -113,8 +113,9 @@ class RGAPConfig:
     """How R-GAP runs (the store keys R-GAP results by this dict, ``method="rgap"``).
 
     R-GAP has no iterations, optimiser or seed, so it is not an
-    :class:`~wdlg_core.config.AttackConfig`; its dict has ``method: "rgap"``, which no
-    AttackConfig has, so R-GAP records never collide with optimisation attacks in the store.
+    :class:`~wdlg_core.config.AttackConfig`; its dict has ``method: "rgap"``, the closed-form
+    entry of the method registry (:mod:`wdlg_core.methods`), which the store reads back as
+    this class.
 
     Attributes:
         label: ``"infer"`` (default: the attacker reads the label off the gradient) or
@@ -684,7 +685,7 @@ def reconstruct(model: nn.Module, true_grads: list[torch.Tensor], in_shape, labe
 
 
 def rgap_attack(images: torch.Tensor, labels: torch.Tensor, model, config: RGAPConfig | None = None,
-                device: str = "cpu"):
+                device: str = "cpu", defense=None):
     """R-GAP end to end on one image: shared gradient of (images, labels), reconstruction,
     metrics, as an :class:`~wdlg_core.result.AttackResult`.
 
@@ -693,6 +694,8 @@ def rgap_attack(images: torch.Tensor, labels: torch.Tensor, model, config: RGAPC
         model: an ``nn.Module`` (float32 as the client's; the attack itself runs in float64).
         config: :class:`RGAPConfig` (default ``RGAPConfig()``).
         device: where the client's gradient is computed (the attack runs on the CPU).
+        defense: optional callable applied to the shared gradient (a list of per-parameter
+            tensors) before the attacker sees it, as in :func:`wdlg_core.run_attack`.
 
     Returns:
         AttackResult with ``config`` the RGAPConfig; ``iterations`` [1] (one closed-form
@@ -705,8 +708,8 @@ def rgap_attack(images: torch.Tensor, labels: torch.Tensor, model, config: RGAPC
         ValueError: a batch of more than one image (R-GAP here reconstructs one image), images
             outside [0, 1], or an unsupported model.
     """
-    from .attacks import assemble_result
     from .gradients import shared_gradient
+    from .result import assemble_result
 
     config = config or RGAPConfig()
     images = torch.as_tensor(images)
@@ -719,7 +722,10 @@ def rgap_attack(images: torch.Tensor, labels: torch.Tensor, model, config: RGAPC
         raise ValueError("images must lie in [0, 1]")
     model = model.to(device)
     dtype = next(model.parameters()).dtype
-    true_grads = [g.cpu() for g in shared_gradient(model, images.to(device, dtype), labels.to(device))]
+    true_grads = shared_gradient(model, images.to(device, dtype), labels.to(device))
+    if defense is not None:
+        true_grads = defense(true_grads)
+    true_grads = [g.cpu() for g in true_grads]
     model = model.cpu()
     t0 = time.perf_counter()
     out = reconstruct(model, true_grads, tuple(images.shape[1:]),
@@ -814,42 +820,21 @@ def rank_analysis(model: nn.Module, in_shape, image: torch.Tensor | None = None,
 
 # --- storing R-GAP results ------------------------------------------------------------------------
 
-def load_rgap(store, config: RGAPConfig, case):
-    """The stored R-GAP result of (config, case) in a :class:`~wdlg_core.store.ResultStore`, or None.
-
-    R-GAP records live beside the optimisation attacks (same folder, same key scheme: the
-    sha256 of config dict + case + version); their config dict has ``method: "rgap"``.
-    ``ResultStore.load`` would rebuild an AttackConfig, which has no R-GAP method, so this
-    reads the record and puts the :class:`RGAPConfig` back.
-    """
-    from .config import AttackConfig
-    from .result import AttackResult
-
-    rec = store.read_record(store.key(config.to_dict(), case))
-    if rec is None:
-        return None
-    doc, arrays = rec
-    res = doc["result"]
-    result = AttackResult.from_record({**res, "config": AttackConfig().to_dict()}, arrays)
-    result.config = RGAPConfig.from_dict(res["config"])
-    return result
-
-
-def run_rgap_cached(store, config: RGAPConfig, case, images, labels, model) -> tuple:
-    """Load (config, case) from ``store`` or run :func:`rgap_attack` and save it.
+def run_rgap_cached(store, config: RGAPConfig, case, images, labels, model, defense=None) -> tuple:
+    """Load (config, case) from ``store`` or run :func:`rgap_attack` (with ``defense``) and save it.
 
     Returns:
         (result, computed): computed is True when the attack ran now.
     """
-    result = load_rgap(store, config, case)
+    result = store.load(config, case)  # the record's config dict names method "rgap": an RGAPConfig
     if result is not None:
         store.loaded += 1
         return result, False
-    result = rgap_attack(images, labels, model, config)
+    result = rgap_attack(images, labels, model, config, defense=defense)
     store.save(result, case, config=config.to_dict())
     store.computed += 1
     return result, True
 
 
 __all__ = ["INVERTIBLE", "LABEL_MODES", "Block", "LayerSolve", "RGAPConfig", "RGAPOutcome", "forward_matrix",
-           "load_rgap", "rank_analysis", "reconstruct", "rgap_attack", "rgap_layers", "run_rgap_cached"]
+           "rank_analysis", "reconstruct", "rgap_attack", "rgap_layers", "run_rgap_cached"]

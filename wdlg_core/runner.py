@@ -74,12 +74,18 @@ def load_manifest(path: str | os.PathLike | None = None) -> list[NotebookSpec]:
     """The notebooks of the book, in manifest order.
 
     Raises:
-        FileNotFoundError: no manifest; ValueError: an entry without ``name``/``results``, or
-            a listed notebook that does not exist.
+        ValueError: no manifest (e.g. a non-editable install, which has the package but not
+            the notebooks and the book: the message says where it looked and what to do), an
+            entry without ``name``/``results``, or a listed notebook that does not exist.
     """
     import yaml
 
     path = Path(path) if path is not None else MANIFEST
+    if not path.is_file():
+        raise ValueError(f"no notebook manifest at {path}: `wdlg run` needs the companion's source tree (notebooks/ "
+                         "and book/), which a non-editable install does not have; run it from a clone of the "
+                         "repository after `pip install -e .` (or `bash scripts/setup.sh`). `wdlg attack` and "
+                         "`wdlg data` work from any install")
     doc = yaml.safe_load(path.read_text()) or {}
     specs = []
     for entry in doc.get("notebooks") or []:

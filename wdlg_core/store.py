@@ -101,8 +101,9 @@ def _case_dict(case: Case | Mapping) -> dict:
     return case.to_dict() if isinstance(case, Case) else {k: (list(v) if isinstance(v, tuple) else v) for k, v in dict(case).items()}
 
 
-def _config_dict(config: AttackConfig | Mapping) -> dict:
-    return config.to_dict() if isinstance(config, AttackConfig) else dict(config)
+def _config_dict(config) -> dict:
+    """A config object (anything with ``to_dict``: AttackConfig, RGAPConfig) or a dict, as a dict."""
+    return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
 def canonical_json(obj) -> str:
@@ -150,12 +151,12 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """Replace NaN/inf floats (not JSON) by None, recursively; numpy scalars to Python."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (int, np.integer)):
@@ -163,14 +164,14 @@ def _json_safe(obj):
     if isinstance(obj, (float, np.floating)):
         return float(obj) if math.isfinite(float(obj)) else None
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     return obj
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> Path:
     """Write ``obj`` as indented JSON atomically (NaN/inf become null). Returns the path."""
     path = Path(path)
-    _atomic_write_bytes(path, (json.dumps(_json_safe(obj), indent=1, sort_keys=False) + "\n").encode())
+    _atomic_write_bytes(path, (json.dumps(json_safe(obj), indent=1, sort_keys=False) + "\n").encode())
     return path
 
 

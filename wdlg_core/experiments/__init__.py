@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import AttackConfig
+from ..device import THREADS_ENV, check_device, configure_threads  # noqa: F401 (re-exported)
 from ..result import AttackResult
 from ..store import Case, ResultStore
 
-#: Environment variable read by :func:`configure_threads` (``wdlg run`` sets it per notebook).
-THREADS_ENV = "WDLG_TORCH_THREADS"
 #: How a missing number (None or NaN) reads in a page's text and tables, never "nan".
 MISSING = "n/a"
 
@@ -43,45 +42,6 @@ def count_or_default(value, default, name: str) -> int:
     if isinstance(value, bool) or int(value) != value or value < 1:
         raise ValueError(f"{name} must be a whole number >= 1 (or None for the default), got {value!r}")
     return int(value)
-
-
-def configure_threads(threads: int | None = None) -> int:
-    """Set torch's intra-op thread count from ``threads`` or ``$WDLG_TORCH_THREADS``.
-
-    ``wdlg run`` executes several notebooks in parallel and gives each a share of the cores
-    through this variable. Without either, torch's default is kept. Returns the count in use.
-    """
-    import torch
-
-    threads = threads or int(os.environ.get(THREADS_ENV, "0") or 0)
-    if threads > 0 and torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-    return torch.get_num_threads()
-
-
-def check_device(device: str) -> str:
-    """Return ``device`` if torch can use it.
-
-    Raises:
-        ValueError: a CUDA device while torch sees none (the message says to pass cpu), a
-            device string torch does not understand, or a device type this build cannot use.
-    """
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r} ({err}); valid examples: cpu, cuda, cuda:0") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested, but torch {torch.__version__} sees no CUDA device here; "
-                         "use --device cpu")
-    try:  # a device type this torch build cannot use (mps without Metal, xpu, ...)
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"device {device!r} is not usable with torch {torch.__version__} here ({first}); "
-                         "valid choices: cpu, cuda (with a CUDA build and a GPU)") from None
-    return str(device)
 
 
 def images_fingerprint(images) -> str:
@@ -109,24 +69,6 @@ class Job:
     case: Case
     images: object
     labels: object
-
-
-def run_one(job: Job, device: str = "cpu") -> AttackResult:
-    """Run ``job`` alone with the one-attack reference :func:`wdlg_core.run_attack` (no store).
-
-    Experiments use :func:`run_jobs` (the batched engine); this is for comparisons and tests.
-    """
-    from .. import run_attack
-    from ..provenance import provenance
-
-    options = job.config.to_dict()
-    method, optimizer = options.pop("method"), options.pop("optimizer")
-    iterations, seed = options.pop("iterations"), options.pop("seed")
-    result = run_attack(job.images, job.labels, method=method, model=job.case.model, optimizer=optimizer,
-                        iterations=iterations, seed=seed, model_seed=job.case.model_seed,
-                        num_classes=job.case.num_classes, device=device, **options)
-    result.meta = {**(result.meta or {}), "device": str(device), "provenance": provenance(device)}
-    return result
 
 
 def _group_key(job: Job) -> tuple:

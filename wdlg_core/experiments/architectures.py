@@ -147,7 +147,7 @@ def study_settings(profile: str | Profile, archs=None, methods=None, n_images=No
         ValueError: unknown architecture or method (the message lists the valid names), or a
             non-positive count.
     """
-    from ..config import METHODS
+    from ..methods import ITERATIVE as METHODS
 
     name = profile.name if isinstance(profile, Profile) else str(profile)
     base = STUDY.get(name, STUDY["quick"])

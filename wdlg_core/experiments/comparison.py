@@ -6,8 +6,8 @@ The paper does not say how it obtained its R-GAP row; here every method attacks 
 images of the same randomly initialised network:
 
 * optimisation attacks through :func:`wdlg_core.experiments.run_jobs` (batched engine, results
-  store): DLG, WDLG, SAPAG (``AttackConfig(method="dlg", loss="sapag")``: SAPAG's Gaussian-kernel
-  distance inside DLG's joint optimisation) and Inverting Gradients (``method="ig"``: cosine
+  store): DLG, WDLG, SAPAG (``method="sapag"``: SAPAG's Gaussian-kernel
+  distance with DLG's joint optimisation of the label) and Inverting Gradients (``method="ig"``: cosine
   distance, TV prior, Adam with step decay, box [0, 1]); every one of them starts from the same
   dummy (the profile's seed);
 * R-GAP (:mod:`wdlg_core.rgap`), closed form, on the CPU, stored under its own config
@@ -45,6 +45,8 @@ CASES = (("lenet", "mnist"), ("cnn6", "mnist"), ("lenet", "cifar10"), ("cnn6", "
 PAPER_METHODS = ("dlg", "rgap", "wdlg")
 #: Every method of the page, in display order ("rgap_binary": R-GAP on R-GAP's 1-output CNN6).
 METHODS = ("dlg", "wdlg", "rgap", "rgap_binary", "sapag", "ig")
+#: The page's iterative (optimisation) methods, run by the batched engine.
+OPTIMISATION = ("dlg", "wdlg", "sapag", "ig")
 LABELS = {"dlg": "DLG", "wdlg": "WDLG", "rgap": "R-GAP", "rgap_binary": "R-GAP (1-output CNN6)",
           "sapag": "SAPAG", "ig": "Inverting Gradients"}
 CASE_LABELS = {c: f"{'LeNet' if c[0] == 'lenet' else 'CNN6'} + {'MNIST' if c[1] == 'mnist' else 'CIFAR-10'}"
@@ -126,16 +128,11 @@ class Comparison:
 
 
 def available_methods() -> tuple[str, ...]:
-    """:data:`METHODS` that this installation supports (SAPAG needs the ``sapag`` loss, IG
-    the ``ig`` method in :mod:`wdlg_core.config`)."""
-    from ..config import LOSSES, METHODS as CONFIG_METHODS
+    """:data:`METHODS` of this page that the method registry holds (``rgap_binary`` is R-GAP
+    on another network)."""
+    from ..methods import METHODS as REGISTRY
 
-    ok = {"dlg", "wdlg", "rgap", "rgap_binary"}
-    if "sapag" in LOSSES:
-        ok.add("sapag")
-    if "ig" in CONFIG_METHODS:
-        ok.add("ig")
-    return tuple(m for m in METHODS if m in ok)
+    return tuple(m for m in METHODS if m.removesuffix("_binary") in REGISTRY)
 
 
 def attack_config(p: Profile, method: str, iterations: int):
@@ -144,11 +141,9 @@ def attack_config(p: Profile, method: str, iterations: int):
     Raises:
         ValueError: a method that is not an optimisation attack of this page.
     """
-    if method == "sapag":
-        return p.attack_config("dlg", loss="sapag", iterations=iterations)
-    if method in ("dlg", "wdlg", "ig"):
+    if method in OPTIMISATION:
         return p.attack_config(method, iterations=iterations)
-    raise ValueError(f"unknown optimisation method {method!r}; valid choices: dlg, wdlg, sapag, ig")
+    raise ValueError(f"unknown optimisation method {method!r}; valid choices: {', '.join(OPTIMISATION)}")
 
 
 def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=None, methods=None,
@@ -196,7 +191,7 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
         raise ValueError(f"method(s) {bad} not available; valid choices here: {', '.join(avail)}")
     check_device(p.device)
     store = store or ResultStore(profile=p.name)
-    opt = [m for m in methods if m in ("dlg", "wdlg", "sapag", "ig")]
+    opt = [m for m in methods if m in OPTIMISATION]
 
     jobs, meta, originals, cases = [], [], {}, {}
     for model, ds in CASES:

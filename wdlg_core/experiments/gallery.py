@@ -19,7 +19,7 @@ from . import Job, images_fingerprint, run_jobs
 
 DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "svhn": "SVHN",
                  "cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-METHOD_NAMES = {"dlg": "DLG", "idlg": "iDLG", "wdlg": "WDLG", "ig": "IG"}
+from ..methods import METHOD_NAMES  # noqa: E402,F401 (re-exported for the notebooks)
 #: Figure 4 (CNN6 gallery) in the quick profile: one CNN6 iteration costs about six times a
 #: LeNet one on a CPU, so the page attacks fewer images with fewer iterations than Figure 3.
 CNN6_QUICK = {"gallery_images": 1, "iterations": 200}

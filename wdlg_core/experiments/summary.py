@@ -141,11 +141,11 @@ def loss_units_note(method_a: str, method_b: str) -> str:
     (``dirac_whole``: of the whole difference; ``dirac``: a sum of per-layer norms), ``cosine`` a
     dimensionless cosine distance.
     """
-    from ..config import METHODS
+    from ..methods import METHODS
 
     units = {"euclidean": "a sum of squared norms", "wasserstein": "a norm (not squared)",
              "cosine": "a cosine distance", "sapag": "a sum of Gaussian-kernel distances"}
-    la, lb = METHODS[method_a]["loss"], METHODS[method_b]["loss"]
+    la, lb = METHODS[method_a].loss, METHODS[method_b].loss
     if la == lb:
         return ""
     return (f"different units: {method_a.upper()}'s loss is {units[la]}, {method_b.upper()}'s "
