@@ -1,10 +1,16 @@
 """Open the built book in a real headless browser and check what a reader would see.
 
-For the introduction and every notebook page of ``book/_build/html`` it asserts that
+For the introduction and every notebook page of ``book/_build/html`` (at 1280x900) it asserts that
 * every <img> loaded (``naturalWidth > 0``),
 * no page shows a Python traceback,
 * equations rendered (MathJax turned every ``.math`` element into ``mjx-container``),
-and saves a full-page screenshot of each page under ``--out``.
+* no table is wider than the text column unless it sits in a scroll container of its own
+  (a reader would lose its right-hand columns, and so would a printout),
+* no parameter cell is shown (the notebook's ``parameters`` cell or papermill's injected one),
+and it measures, for the reader (issue 18): the first figure's offset from the top of the
+page, the tables wider than the column (outside / inside a scroll container), and the page
+height. It saves a full-page screenshot of each page under ``--out`` and writes the
+measurements to ``<out>/../browser_report.{json,md}``.
 
 Uses Debian's Chromium (``apt-get install chromium``) through playwright-python with
 ``executable_path``; it never runs ``playwright install``. Jupyter Book 1.x's index.html is a
@@ -30,7 +36,24 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 PAGE_STATE = """() => {
   const imgs = Array.from(document.images);
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const column = article.getBoundingClientRect();
+  const scrolls = el => {  // a scroll container between the table and the column
+    for (let a = el.parentElement; a && a !== article; a = a.parentElement) {
+      const o = getComputedStyle(a).overflowX;
+      if (o === 'auto' || o === 'scroll') return true;
+    }
+    return false;
+  };
+  const wide = Array.from(article.querySelectorAll('table')).filter(t => t.getBoundingClientRect().width > column.width + 1);
+  const figures = Array.from(article.querySelectorAll('img')).filter(i => i.naturalWidth > 32);
+  const top = el => el.getBoundingClientRect().top + window.scrollY;
   return {
+    first_figure: figures.length ? Math.round(top(figures[0])) : null,
+    height: document.documentElement.scrollHeight,
+    overflowing: wide.filter(t => !scrolls(t)).map(t => (t.querySelector('th') || t).innerText.slice(0, 40)),
+    scrolling: wide.filter(t => scrolls(t)).length,
+    parameter_cells: document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length,
     images: imgs.length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
     traceback: document.body.innerText.includes('Traceback (most recent call last)'),
@@ -50,7 +73,7 @@ def check(html: Path, out: Path, timeout_ms: int = 30000) -> list[str]:
     """Check every page; return the list of problems (empty when all pass)."""
     from playwright.sync_api import sync_playwright
 
-    problems = []
+    problems, report = [], []
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
@@ -72,10 +95,32 @@ def check(html: Path, out: Path, timeout_ms: int = 30000) -> list[str]:
                 problems.append(f"{name}: shows a Python traceback")
             if state["math"] and state["rendered"] < state["math"]:
                 problems.append(f"{name}: {state['math'] - state['rendered']} of {state['math']} equations not rendered")
-            print(f"{name}: {state['images']} images, {state['rendered']}/{state['math']} equations"
+            if state["overflowing"]:
+                problems.append(f"{name}: {len(state['overflowing'])} table(s) wider than the text column outside a "
+                                f"scroll container: {state['overflowing']}")
+            if state["parameter_cells"]:
+                problems.append(f"{name}: shows {state['parameter_cells']} parameter cell(s)")
+            report.append({"page": str(name), "first_figure_px": state["first_figure"], "height_px": state["height"],
+                           "overflowing_tables": len(state["overflowing"]), "scrolling_tables": state["scrolling"],
+                           "parameter_cells": state["parameter_cells"], "images": state["images"]})
+            print(f"{name}: {state['images']} images, {state['rendered']}/{state['math']} equations, first figure at "
+                  f"{state['first_figure']} px, height {state['height']} px"
                   f"{'' if state['broken'] or state['traceback'] else ', ok'}")
         browser.close()
+    write_report(report, out.parent / "browser_report")
     return problems
+
+
+def write_report(rows: list[dict], stem: Path) -> None:
+    """The measurements as JSON and as a markdown table (``stem.json``, ``stem.md``)."""
+    import json
+
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    cols = ["page", "first_figure_px", "height_px", "overflowing_tables", "scrolling_tables", "parameter_cells"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join("-" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -99,7 +144,8 @@ def main(argv=None) -> int:
     problems = check(html, Path(args.out), int(args.timeout * 1000))
     for p in problems:
         print("FAIL", p)
-    print(f"{len(pages(html))} pages checked, {len(problems)} problem(s); screenshots in {args.out}")
+    print(f"{len(pages(html))} pages checked, {len(problems)} problem(s); screenshots in {args.out}, "
+          f"measurements in {Path(args.out).parent / 'browser_report.md'}")
     return 1 if problems else 0
 
 

@@ -181,3 +181,21 @@ def test_run_without_the_source_tree_is_one_line(monkeypatch, tmp_path, capsys):
     assert cli.main(["run", "--profile", "quick", "--no-build"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "non-editable install" in err[0] and "pip install -e ." in err[0]
+
+
+def test_executed_pages_hide_both_parameter_cells(tmp_path):
+    import nbformat
+
+    from wdlg_core.runner import hide_parameter_cells
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A page"),
+                nbformat.v4.new_code_cell("profile = 'quick'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("profile = 'paper'", metadata={"tags": ["injected-parameters"]}),
+                nbformat.v4.new_code_cell("print(profile)", metadata={"tags": ["hide-input"]})]
+    path = tmp_path / "page.ipynb"
+    nbformat.write(nb, str(path))
+    assert hide_parameter_cells(path) == 2
+    tags = [c.metadata.get("tags", []) for c in nbformat.read(str(path), as_version=4).cells]
+    assert ["remove-cell" in t for t in tags] == [False, True, True, False]
+    assert hide_parameter_cells(path) == 0  # idempotent

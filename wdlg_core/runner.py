@@ -261,9 +261,31 @@ def execute_one(spec: NotebookSpec, parameters: dict, out_dir: str, env: dict, c
         _replace(running, failed)
         return NotebookRun(spec.name, "failed", time.perf_counter() - start, str(failed),
                            error=f"{type(err).__name__}: {err}")
+    hide_parameter_cells(running)
     os.replace(running, output)
     failed.unlink(missing_ok=True)
     return NotebookRun(spec.name, "ok", time.perf_counter() - start, str(output))
+
+
+#: Cell tags of the parameter cells: the notebook's own (``parameters``) and papermill's
+#: (``injected-parameters``). The book does not show them: each page states its profile itself.
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
+def hide_parameter_cells(path: str | os.PathLike) -> int:
+    """Tag the parameter cells of an executed notebook ``remove-cell`` (Jupyter Book then leaves
+    them out of the page; the notebook file keeps them). Returns how many were tagged."""
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    count = 0
+    for cell in nb.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(t in tags for t in PARAMETER_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+            count += 1
+    nbformat.write(nb, str(path))
+    return count
 
 
 def _replace(src: Path, dst: Path) -> None:
