@@ -360,3 +360,42 @@ def test_the_book_of_records_reading_rows_say_their_scale(tmp_path, monkeypatch)
     rec = table[table.setting.str.contains("book of record sensitivity_448: 448 updates; 32 MNIST images")]
     assert len(rec) == 1 and rec.verdict.item() == sm.HOLDS and rec.group.item() == sm.READINGS_GROUP
     assert set(table[table.group != sm.READINGS_GROUP].verdict) == {sm.NOT_RUN}
+
+
+def _claims_table():
+    from wdlg_core.experiments.summary import COLUMNS
+
+    rows = [("Table 2", "WDLG runs faster than DLG", "MNIST; W1 reading: dirac_whole", sm.HOLDS),
+            ("Table 2", "WDLG runs faster than DLG", "SVHN; W1 reading: dirac_whole", sm.NOT_HOLDS),
+            ("Table 2", "WDLG runs faster than DLG", "CIFAR-100; W1 reading: dirac_whole", sm.INCONCLUSIVE),
+            ("Figure 7", "WDLG's first loss is small", "all datasets", sm.HOLDS),
+            ("Table 5", "a diagnostic", "x", sm.HOLDS)]
+    table = pd.DataFrame([{c: None for c in COLUMNS} | {"paper_ref": r, "claim": c, "setting": s, "verdict": v,
+                                                         "group": "g", "page": "p"} for r, c, s, v in rows])
+    table.loc[4, "group"] = sm.READINGS_GROUP  # not a claim: neither counted nor drawn
+    return table
+
+
+def test_the_conclusion_is_generated_from_the_verdicts():
+    text = sm.conclusion(_claims_table(), "quick")
+    assert text.startswith("At the quick scale we checked 4 claim settings of the paper: 2 hold, 1 do not, and 1 stay")
+    assert '"WDLG runs faster than DLG" (Table 2) holds for MNIST, does not hold for SVHN, 1 setting undecided.' in text
+    assert '"WDLG\'s first loss is small" (Figure 7) holds.' in text and "W1 reading" not in text
+    assert sm.conclusion(_claims_table().iloc[:0], "quick").startswith("No page has been run")
+
+
+def test_the_verdict_grid_draws_one_row_per_claim_and_one_box_per_setting():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.colors import to_hex
+    from matplotlib.patches import Rectangle
+
+    fig = sm.verdict_grid(_claims_table(), title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["Table 2: WDLG runs faster than DLG",
+                                                            "Figure 7: WDLG's first loss is small"]
+    boxes = [p for p in ax.patches if isinstance(p, Rectangle)]
+    colours = [to_hex(p.get_facecolor()) for p in boxes]
+    assert colours == [sm.VERDICT_COLOURS[v] for v in (sm.HOLDS, sm.NOT_HOLDS, sm.INCONCLUSIVE, sm.HOLDS)]
+    assert [t.get_text() for t in ax.texts] == ["MNIST", "SVHN", "CIFAR-100", "all datasets"]

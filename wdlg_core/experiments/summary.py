@@ -707,3 +707,118 @@ def page_status(folder: str | Path) -> pd.DataFrame:
         rows.append({"page": page, "reproduces": PAGES[page], "results file": found if doc else "not run",
                      "git commit": prov.get("git_commit", "-"), "date (UTC)": prov.get("date", "-")})
     return pd.DataFrame(rows)
+
+
+# --- the answer at a glance -----------------------------------------------------------------
+
+#: Colour of each verdict in the grid and the tables (colour-blind safe: green, red, yellow,
+#: lilac, grey differ in lightness as well as hue).
+VERDICT_COLOURS = {HOLDS: "#74c476", NOT_HOLDS: "#fb6a4a", INCONCLUSIVE: "#fed976", NOT_COMPARABLE: "#bcbddc",
+                   NOT_RUN: "#d9d9d9"}
+
+
+def short_setting(setting: str) -> str:
+    """A setting without the WDLG reading suffix ("MNIST; W1 reading: dirac_whole" -> "MNIST"):
+    the reading is one for the whole page and is stated once."""
+    return "; ".join(p for p in str(setting).split("; ") if not p.startswith("W1 reading")) or "all"
+
+
+def claim_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The claims only (without the diagnostic rows of :data:`READINGS_GROUP`), with a
+    ``short`` setting column, in the table's order."""
+    out = table[table["group"] != READINGS_GROUP].copy()
+    out["short"] = out["setting"].map(short_setting)
+    return out
+
+
+def verdict_grid(table: pd.DataFrame, title: str = "", max_label: int = 46):
+    """The replication summary at a glance: one row per claim, grouped by page (the paper's
+    figure or table), one box per setting, coloured by verdict, the setting written in it.
+
+    Args:
+        table: :func:`collect_claims` output.
+        title: figure title.
+        max_label: longest claim label (characters; longer ones are cut with an ellipsis).
+
+    Returns:
+        A matplotlib Figure, 8 inches wide, about 0.22 inch per claim high.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Rectangle
+
+    rows = claim_rows(table)
+    claims = list(dict.fromkeys(zip(rows["paper_ref"], rows["claim"])))
+    width = max(rows.groupby(["paper_ref", "claim"], sort=False).size().max(), 1) if len(rows) else 1
+    fig, ax = plt.subplots(figsize=(8, 1.2 + 0.22 * max(len(claims), 1)))
+    labels = []
+    previous = None
+    for y, (ref, claim) in enumerate(claims):
+        cells = rows[(rows["paper_ref"] == ref) & (rows["claim"] == claim)]
+        for x, (_, r) in enumerate(cells.iterrows()):
+            ax.add_patch(Rectangle((x + 0.03, y + 0.06), 0.94, 0.88, color=VERDICT_COLOURS.get(r["verdict"], "#ffffff")))
+            ax.text(x + 0.5, y + 0.5, r["short"][:16], ha="center", va="center", fontsize=6.5)
+        text = claim if len(claim) <= max_label else claim[:max_label - 1] + "…"
+        labels.append(f"{ref}: {text}")
+        if previous is not None and ref != previous:
+            ax.axhline(y, color="#555555", lw=0.8)
+        previous = ref
+    ax.set_xlim(0, width)
+    ax.set_ylim(len(claims), 0)
+    ax.set_yticks([y + 0.5 for y in range(len(claims))], labels, fontsize=7)
+    ax.set_xticks([])
+    for side in ("top", "right", "bottom", "left"):
+        ax.spines[side].set_visible(False)
+    counts = verdict_counts(table)
+    handles = [Patch(color=VERDICT_COLOURS[v], label=f"{v} ({counts[v]})") for v in VERDICTS if counts[v]]
+    ax.legend(handles=handles, loc="lower right", bbox_to_anchor=(1, 1.0), ncol=2, frameon=False, fontsize=7)
+    if title:
+        fig.suptitle(title, x=0.01, ha="left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _listing(items: list[str], limit: int = 4) -> str:
+    """"a; b and c" (settings may hold commas), at most ``limit`` items then "and N more"."""
+    items = list(dict.fromkeys(items))
+    if len(items) > limit:
+        return "; ".join(items[:limit]) + f" and {len(items) - limit} more"
+    return "; ".join(items[:-1]) + (" and " if len(items) > 1 else "") + items[-1] if items else ""
+
+
+def conclusion(table: pd.DataFrame, profile: str, claims: int = 4) -> str:
+    """Three to five sentences that answer "which of the paper's claims hold?", generated
+    from the verdicts of ``table`` (never typed by hand): the counts, then one sentence for
+    each of the ``claims`` claims decided in the most settings, naming the settings where it
+    holds and where it does not.
+
+    Args:
+        table: :func:`collect_claims` output.
+        profile: the profile the results come from (named in the first sentence).
+    """
+    rows = claim_rows(table)
+    counts = verdict_counts(table)
+    total = sum(counts.values()) - counts[NOT_RUN]
+    if total == 0:
+        return "No page has been run yet, so no claim is checked."
+    first = (f"At the {profile} scale we checked {total} claim settings of the paper: {counts[HOLDS]} hold, "
+             f"{counts[NOT_HOLDS]} do not, and {counts[INCONCLUSIVE]} stay undecided because too few images "
+             f"were attacked to tell the two sides apart"
+             + (f" ({counts[NOT_COMPARABLE]} compare quantities in different units)." if counts[NOT_COMPARABLE]
+                else "."))
+    decided = rows[rows["verdict"].isin([HOLDS, NOT_HOLDS])]
+    ranked = decided.groupby(["paper_ref", "claim"], sort=False).size().sort_values(ascending=False, kind="stable")
+    sentences = [first]
+    for ref, claim in list(ranked.index)[:claims]:
+        c = rows[(rows["paper_ref"] == ref) & (rows["claim"] == claim)]
+        held = c.loc[c["verdict"] == HOLDS, "short"].tolist()
+        failed = c.loc[c["verdict"] == NOT_HOLDS, "short"].tolist()
+        open_ = int((c["verdict"] == INCONCLUSIVE).sum())
+        parts = []
+        if held:
+            parts.append(f"holds for {_listing(held)}" if len(c) > 1 else "holds")
+        if failed:
+            parts.append(f"does not hold for {_listing(failed)}" if len(c) > 1 else "does not hold")
+        if open_:
+            parts.append(f"{open_} setting{'s' if open_ > 1 else ''} undecided")
+        sentences.append(f"\"{claim}\" ({ref}) " + ", ".join(parts) + ".")
+    return " ".join(sentences)
