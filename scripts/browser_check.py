@@ -5,7 +5,9 @@ For the introduction and every notebook page of ``book/_build/html`` (at 1280x90
 * no page shows a Python traceback,
 * equations rendered (MathJax turned every ``.math`` element into ``mjx-container``),
 * no table is wider than the text column unless it sits in a scroll container of its own
-  (a reader would lose its right-hand columns, and so would a printout),
+  (a reader would lose its right-hand columns, and so would a printout); folded sections
+  (``<details>``) are opened first, so their tables are measured too (the page height is
+  measured before, as the reader first sees the page),
 * no parameter cell is shown (the notebook's ``parameters`` cell or papermill's injected one),
 and it measures, for the reader (issue 18): the first figure's offset from the top of the
 page, the tables wider than the column (outside / inside a scroll container), and the page
@@ -35,6 +37,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 PAGE_STATE = """() => {
+  const height = document.documentElement.scrollHeight;  // as the reader first sees it (folded sections closed)
+  document.querySelectorAll('details').forEach(d => { d.open = true; });  // then every table is measured open
   const imgs = Array.from(document.images);
   const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const column = article.getBoundingClientRect();
@@ -50,7 +54,7 @@ PAGE_STATE = """() => {
   const top = el => el.getBoundingClientRect().top + window.scrollY;
   return {
     first_figure: figures.length ? Math.round(top(figures[0])) : null,
-    height: document.documentElement.scrollHeight,
+    height: height,
     overflowing: wide.filter(t => !scrolls(t)).map(t => (t.querySelector('th') || t).innerText.slice(0, 40)),
     scrolling: wide.filter(t => scrolls(t)).length,
     parameter_cells: document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length,

@@ -399,3 +399,14 @@ def test_the_verdict_grid_draws_one_row_per_claim_and_one_box_per_setting():
     colours = [to_hex(p.get_facecolor()) for p in boxes]
     assert colours == [sm.VERDICT_COLOURS[v] for v in (sm.HOLDS, sm.NOT_HOLDS, sm.INCONCLUSIVE, sm.HOLDS)]
     assert [t.get_text() for t in ax.texts] == ["MNIST", "SVHN", "CIFAR-100", "all datasets"]
+
+
+def test_the_claims_table_folds_per_figure_and_escapes():
+    table = _claims_table()
+    table.loc[0, "note"] = "a <note> & more"
+    html = sm.claims_html(table)
+    assert html.count("<details>") == 3  # Table 2, Figure 7, and the diagnostic rows of Table 5
+    assert "readings of the Wasserstein distance (diagnostic, not counted)" in html
+    assert "note: a &lt;note&gt; &amp; more" in html and "<note>" not in html
+    assert f"{sm.HOLDS}: 1, {sm.NOT_HOLDS}: 1, {sm.INCONCLUSIVE}: 1" in html
+    assert html.count("table-layout:fixed;width:100%") == 3

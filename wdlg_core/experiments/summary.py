@@ -822,3 +822,46 @@ def conclusion(table: pd.DataFrame, profile: str, claims: int = 4) -> str:
             parts.append(f"{open_} setting{'s' if open_ > 1 else ''} undecided")
         sentences.append(f"\"{claim}\" ({ref}) " + ", ".join(parts) + ".")
     return " ".join(sentences)
+
+
+def claims_html(table: pd.DataFrame) -> str:
+    """The full claims table as HTML that fits the text column: one folded section
+    (``<details>``) per figure or table of the paper, its summary line giving the verdict
+    counts, inside a fixed-layout table that wraps (claim, setting, paper, ours, verdict) with
+    each row's note in a small line below it. The diagnostic rows of :data:`READINGS_GROUP`
+    get a section of their own, marked as not counted.
+
+    Args:
+        table: :func:`collect_claims` output.
+
+    Returns:
+        An HTML string (every cell escaped).
+    """
+    from html import escape
+
+    def verdict_cell(v):
+        return (f'<td style="background:{VERDICT_COLOURS.get(v, "#ffffff")};">{escape(str(v))}</td>')
+
+    sections = []
+    table = table.assign(_diag=table["group"] == READINGS_GROUP)
+    for (ref, diag), part in table.groupby(["paper_ref", "_diag"], sort=False):
+        counts = part["verdict"].value_counts()
+        tally = ", ".join(f"{v}: {int(counts[v])}" for v in VERDICTS if v in counts)
+        title = f"{ref}: readings of the Wasserstein distance (diagnostic, not counted)" if diag else str(ref)
+        rows = []
+        for _, r in part.iterrows():
+            rows.append("<tr>" + "".join(f"<td>{escape(str(r[c] or ''))}</td>" for c in ("claim", "setting", "paper",
+                                                                                          "ours"))
+                        + verdict_cell(r["verdict"]) + "</tr>")
+            if r["note"]:
+                rows.append(f'<tr><td colspan="5" style="font-size:0.8em;color:#555;border-top:none;">'
+                            f'note: {escape(str(r["note"]))}</td></tr>')
+        sections.append(
+            f"<details><summary><b>{escape(title)}</b> ({escape(str(part['page'].iloc[0]))}): {escape(tally)}"
+            "</summary>\n"
+            '<table style="table-layout:fixed;width:100%;font-size:0.85em;word-wrap:break-word;">'
+            '<colgroup><col style="width:28%"><col style="width:16%"><col style="width:20%"><col style="width:24%">'
+            '<col style="width:12%"></colgroup>'
+            "<thead><tr><th>claim</th><th>setting</th><th>paper</th><th>ours</th><th>verdict</th></tr></thead>"
+            "<tbody>" + "".join(rows) + "</tbody></table></details>")
+    return "\n".join(sections)
