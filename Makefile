@@ -26,5 +26,5 @@ check-book: setup
 
 # Remove generated outputs (keeps .venv and downloaded data/).
 clean:
-	rm -rf results book/_build book/notebooks .pytest_cache build dist *.egg-info
+	rm -rf results book/_build book/notebooks book/course/labs book/course/student .pytest_cache build dist *.egg-info
 	find . \( -path ./$(VENV) -o -path ./.git \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,6 +1,7 @@
 """Open the built book in a real headless browser and check what a reader would see.
 
-For the introduction and every notebook page of ``book/_build/html`` (at 1280x900) it asserts that
+For the introduction, every notebook page and the course pages of ``book/_build/html`` (at
+1280x900) it asserts that
 * every <img> loaded (``naturalWidth > 0``),
 * no page shows a Python traceback,
 * equations rendered (MathJax turned every ``.math`` element into ``mjx-container``),
@@ -68,8 +69,8 @@ PAGE_STATE = """() => {
 
 
 def pages(html: Path) -> list[Path]:
-    """intro.html and every executed notebook page."""
-    found = [html / "intro.html"] + sorted((html / "notebooks").glob("*.html"))
+    """intro.html, every executed notebook page and the Course part's pages."""
+    found = [html / "intro.html"] + sorted((html / "notebooks").glob("*.html")) + sorted((html / "course").rglob("*.html"))
     return [p for p in found if p.exists()]
 
 

@@ -12,12 +12,15 @@
     wdlg data download NAME [--root DIR]
     wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ... [-p KEY=VALUE ...]] [--no-build]
     wdlg record ship --from RESULTS/PROFILE --page PAGE --run NAME
+    wdlg course list
+    wdlg course export DIR [--lab NAME ...] [--force]
 
 ``attack`` runs one attack of any registered method (:mod:`wdlg_core.methods`) on one real
 image, optionally defended, stores it in the results store and prints a short report (or
 JSON with ``--json``); ``run`` executes the
 book's notebooks and builds the book (:mod:`wdlg_core.runner`); ``record ship`` copies a page's
-results file and figures into the shipped book of record (:mod:`wdlg_core.record`). Unknown names are rejected
+results file and figures into the shipped book of record (:mod:`wdlg_core.record`); ``course export`` writes
+the student version of each lab (:mod:`wdlg_core.course`). Unknown names are rejected
 with the list of valid choices. The data root is ``--data-root``/``--root``, else
 ``$WDLG_DATA_ROOT``, else ``./data``.
 """
@@ -49,7 +52,7 @@ def _model_names() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``wdlg`` argument parser (subcommands attack, data, run; see the module docstring)."""
     parser = argparse.ArgumentParser(prog="wdlg", description="WDLG Companion: gradient-inversion attacks and the book")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run,record}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run,record,course}")
 
     a = sub.add_parser("attack", help="attack one real image and report fidelity",
                        description="Attack one image from its shared gradient with any registered method; store "
@@ -129,6 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--from", dest="source", required=True, help="results folder of one profile (<results>/<profile>)")
     rs.add_argument("--page", required=True, help="results-file stem, e.g. sensitivity")
     rs.add_argument("--run", required=True, help="name of this scale in record/, e.g. sensitivity_2240")
+
+    c = sub.add_parser("course", help="the course's labs: list them, export the student notebooks")
+    csub = c.add_subparsers(dest="course_command", required=True, metavar="{list,export}")
+    csub.add_parser("list", help="the labs (course/labs/) with their titles")
+    ce = csub.add_parser("export", help="write the student version of each lab to DIR/<lab>.ipynb",
+                         description="Write the student notebooks: each solution's body becomes a stub that raises "
+                                     "NotImplementedError (TODO), the checks stay.")
+    ce.add_argument("out_dir", metavar="DIR", help="target folder (created if missing)")
+    ce.add_argument("--lab", action="append", default=None, metavar="NAME",
+                    help="export only this lab (repeatable; names from `wdlg course list`)")
+    ce.add_argument("--force", action="store_true", help="overwrite student notebooks already in DIR")
     return parser
 
 
@@ -320,13 +334,32 @@ def cmd_record(args) -> int:
     return 0
 
 
+def cmd_course(args) -> int:
+    """``wdlg course list`` (the labs) or ``wdlg course export DIR`` (:func:`wdlg_core.course.export`); returns 0."""
+    from .course import export, list_labs
+
+    try:
+        labs = list_labs()
+    except FileNotFoundError as err:
+        raise ValueError(f"{err}: the course lives in the repository's course/labs/") from None
+    if args.course_command == "list":
+        width = max(len(lab.name) for lab in labs)
+        for lab in labs:
+            print(f"{lab.name.ljust(width)}  {lab.title}")
+        return 0
+    for path in export(args.out_dir, args.lab, force=args.force):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``wdlg`` console script. Returns the exit code; bad input
     (ValueError, including missing data) and a failed download (ConnectionError) print
     ``wdlg: error: ...`` and return 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run, "record": cmd_record}[args.command]
+    handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run, "record": cmd_record,
+               "course": cmd_course}[args.command]
     try:
         return handler(args)
     except (ValueError, ConnectionError) as err:

@@ -11,6 +11,12 @@ Steps:
 4. build the book with ``jupyter-book build book -W`` (execution is off in ``_config.yml``:
    the book shows exactly the executed copies; any warning fails the build).
 
+The course's labs (``course/labs/``, :mod:`wdlg_core.course`) run in the same pool as the pages,
+without parameters, into ``book/course/labs/``: a lab whose check fails fails the run like a
+page. A lab whose source and ``wdlg_core`` are unchanged since its executed copy was written
+is not run again. Before the build the student versions are exported to ``book/course/student/``
+for the pages' download links.
+
 A failing notebook is reported by name with the failing cell (papermill's
 ``PapermillExecutionError`` carries its index, execution count, source and exception).
 """
@@ -38,13 +44,17 @@ DATA_ROOT_ENV = "WDLG_DATA_ROOT"
 class NotebookSpec:
     """One manifest entry: ``notebooks/<name>.ipynb`` (or ``source``) must write
     ``results/<profile>/<results>``. A ``final`` notebook (e.g. the replication summary, which
-    reads the other pages' results files) starts only after all the others have finished."""
+    reads the other pages' results files) starts only after all the others have finished.
+    A course lab has no results file (``results=""``), takes no parameters and is executed into
+    its own folder (``out_dir``)."""
 
     name: str
     results: str
     title: str = ""
     source: str | None = None
     final: bool = False
+    out_dir: str | None = None
+    parameters: bool = True
 
     @property
     def path(self) -> Path:
@@ -99,11 +109,25 @@ def load_manifest(path: str | os.PathLike | None = None) -> list[NotebookSpec]:
     return specs
 
 
+def course_specs() -> list[NotebookSpec]:
+    """The course's labs as notebook specs (executed into ``book/course/labs/``, no results
+    file, no parameters); empty when the repository has no ``course/labs/``."""
+    from .course import BOOK_LABS_DIR, list_labs
+
+    try:
+        labs = list_labs()
+    except FileNotFoundError:
+        return []
+    return [NotebookSpec(lab.name, "", lab.title, source=str(lab.path), out_dir=str(BOOK_LABS_DIR), parameters=False)
+            for lab in labs]
+
+
 def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSpec]:
-    """The specs named in ``only`` (all when empty), plus the ``final`` ones.
+    """The specs named in ``only`` (all when empty), plus the ``final`` ones when a page is named.
 
     A final notebook (the replication summary) reads every page's results file, so it runs
-    again after any page: otherwise it would keep showing the results of an earlier run.
+    again after any page: otherwise it would keep showing the results of an earlier run. A
+    course lab writes no results, so naming only labs does not run it.
 
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
@@ -114,7 +138,8 @@ def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSp
     unknown = [n for n in only if n not in names]
     if unknown:
         raise ValueError(f"unknown notebook(s) {unknown}; valid names: {', '.join(names)}")
-    return [s for s in specs if s.name in only or s.final]
+    pages = any(s.parameters and not s.final for s in specs if s.name in only)  # not only course labs
+    return [s for s in specs if s.name in only or (s.final and pages)]
 
 
 #: Parameters every page takes that choose where and on what it runs, not what it measures.
@@ -169,7 +194,7 @@ def parse_parameters(pairs: list[str] | None, specs: list[NotebookSpec]) -> dict
     """
     import ast
 
-    pages = [s for s in specs if not s.final]
+    pages = [s for s in specs if not s.final and s.parameters]
     if pairs and not pages:
         raise ValueError("-p sets page parameters: name the page with --only NAME")
     defaults = {s.name: notebook_defaults(s.name) for s in pages} if pairs else {}
@@ -345,9 +370,8 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
             tqdm(total=len(specs), desc="notebooks", unit="nb", disable=not progress) as bar:
         try:
             for phase in phases:
-                futures = {pool.submit(execute_one, s, parameters if s.final else {**parameters,
-                                                                                     **(page_parameters or {})},
-                                       str(out_dir), env, str(REPO_ROOT)): s
+                futures = {pool.submit(execute_one, s, _parameters_of(s, parameters, page_parameters),
+                                       s.out_dir or str(out_dir), env, str(REPO_ROOT)): s
                            for s in phase}
                 for fut in cf.as_completed(futures):
                     spec = futures[fut]
@@ -355,10 +379,11 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
                         run = fut.result()
                     except Exception as err:  # the worker process itself died
                         run = NotebookRun(spec.name, "failed", 0.0, "", error=f"{type(err).__name__}: {err}")
-                    results_file = results_root / profile / spec.results
-                    run.results_file = str(results_file)
-                    if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
-                        run.status, run.error = "no results", f"did not write {results_file}"
+                    if spec.results:  # a course lab writes none
+                        results_file = results_root / profile / spec.results
+                        run.results_file = str(results_file)
+                        if run.ok and not (results_file.exists() and results_file.stat().st_mtime >= started - 1):
+                            run.status, run.error = "no results", f"did not write {results_file}"
                     runs[spec.name] = run
                     bar.update(1)
                     bar.write(f"  {spec.name}: {run.status} ({run.seconds:.0f} s)")
@@ -368,6 +393,14 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
                 child.terminate()
             raise
     return [runs[s.name] for s in specs]
+
+
+def _parameters_of(spec: NotebookSpec, parameters: dict, page_parameters: dict | None) -> dict:
+    """papermill parameters of one notebook: none for a course lab, the run's own for the final
+    summary, the run's and the ``-p`` ones for a page."""
+    if not spec.parameters:
+        return {}
+    return parameters if spec.final else {**parameters, **(page_parameters or {})}
 
 
 def format_table(runs: list[NotebookRun]) -> str:
@@ -418,14 +451,44 @@ def placeholders(specs: list[NotebookSpec], book_dir: str | os.PathLike | None =
 def build_book(book_dir: str | os.PathLike | None = None) -> tuple[bool, float, str]:
     """``jupyter-book build <book> -W``, after :func:`placeholders` for pages never executed.
     Returns (success, seconds, combined output)."""
+    from . import course
+
     book_dir = Path(book_dir) if book_dir is not None else BOOK_DIR
     missing = placeholders(load_manifest(), book_dir)
+    if (REPO_ROOT / "course" / "labs").is_dir():  # the labs' pages and their student versions
+        missing += course.placeholders(book_dir)
+        course.export(book_dir / "course" / "student", force=True)
     if missing:
         print(f"not run yet, shown as such in the book: {', '.join(missing)}")
     start = time.perf_counter()
     proc = subprocess.run(jupyter_book_command() + ["build", str(book_dir), "-W"], capture_output=True, text=True,
                           cwd=str(REPO_ROOT))
     return proc.returncode == 0, time.perf_counter() - start, proc.stdout + proc.stderr
+
+
+def _skip_unchanged_labs(specs: list[NotebookSpec]) -> tuple[list[NotebookSpec], list[str]]:
+    """(specs without the course labs whose executed copy is up to date, names of those labs).
+    Up to date: the copy records the :func:`wdlg_core.course.source_key` of the lab now."""
+    from .course import executed_key, select_labs, source_key
+
+    labs = {s.name for s in specs if not s.parameters}
+    if not labs:
+        return specs, []
+    by_name = {lab.name: lab for lab in select_labs(sorted(labs))}
+    fresh = [s.name for s in specs if s.name in labs
+             and executed_key(Path(s.out_dir) / f"{s.name}.ipynb") == source_key(by_name[s.name])]
+    return [s for s in specs if s.name not in fresh], fresh
+
+
+def _finish_labs(specs: list[NotebookSpec], runs: list[NotebookRun]) -> None:
+    """Give every course lab that ran its book page form (:func:`wdlg_core.course.finish_book_copy`)."""
+    from .course import finish_book_copy, select_labs
+
+    ok = {r.name for r in runs if r.ok}
+    names = [s.name for s in specs if not s.parameters and s.name in ok]
+    for lab in select_labs(names) if names else []:
+        spec = next(s for s in specs if s.name == lab.name)
+        finish_book_copy(Path(spec.out_dir) / f"{lab.name}.ipynb", lab)
 
 
 def run(profile: str = "quick", device: str | None = None, jobs: int | None = None, only: list[str] | None = None,
@@ -445,8 +508,11 @@ def run(profile: str = "quick", device: str | None = None, jobs: int | None = No
     from .experiments import check_device
 
     check_device(get_profile(profile, device=device).device)  # unknown profile: error lists the valid ones
-    specs = select(load_manifest(), only)
+    specs = select(load_manifest() + course_specs(), only)
     page_parameters = parse_parameters(params, specs if only else []) if params else {}
+    specs, cached = _skip_unchanged_labs(specs)
+    if cached:
+        print(f"course labs unchanged since their last run, not run again: {', '.join(cached)}")
     t0 = time.perf_counter()
     try:
         runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root,
@@ -455,6 +521,7 @@ def run(profile: str = "quick", device: str | None = None, jobs: int | None = No
         print(f"\nwdlg run: interrupted after {time.perf_counter() - t0:.0f} s. Attacks already stored are loaded "
               "by the next run; every page keeps its last complete executed copy.", file=sys.stderr)
         return 130
+    _finish_labs(specs, runs)
     print()
     print(format_table(runs))
     failed = [r for r in runs if not r.ok]
