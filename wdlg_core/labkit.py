@@ -72,7 +72,7 @@ def minimise(objective: Callable[..., torch.Tensor], variables: Sequence[torch.T
              updates_per_step: int = 5, lr: float = 1.0, snapshot_every: int = 0, history_size: int = 100) -> dict:
     """Minimise ``objective(*variables)`` with L-BFGS, DLG's optimiser.
 
-    A readable stand-in for :func:`wdlg_core.attacks.invert_gradient`, which takes its
+    A readable stand-in, for the labs, for the package's attack loop (:mod:`wdlg_core.engine`), which takes its
     gradient-matching loss by name: here the objective is any function the student writes
     (usually the gradient-matching loss between the dummy gradient and the shared gradient).
     Each step is one call of ``torch.optim.LBFGS.step`` with up to ``updates_per_step``
