@@ -7,8 +7,8 @@ For the introduction, every notebook page and the course pages of ``book/_build/
 * equations rendered (MathJax turned every ``.math`` element into ``mjx-container``),
 * no table is wider than the text column unless it sits in a scroll container of its own
   (a reader would lose its right-hand columns, and so would a printout); folded sections
-  (``<details>``) are opened first, so their tables are measured too (the page height is
-  measured before, as the reader first sees the page),
+  (``<details>``) are opened first, so their tables are measured too (the page height and
+  the first figure's offset are measured before, as the reader first sees the page),
 * no parameter cell is shown (the notebook's ``parameters`` cell or papermill's injected one),
 and it measures, for the reader (issue 18): the first figure's offset from the top of the
 page, the tables wider than the column (outside / inside a scroll container), and the page
@@ -38,10 +38,14 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 PAGE_STATE = """() => {
-  const height = document.documentElement.scrollHeight;  // as the reader first sees it (folded sections closed)
+  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
+  const top = el => el.getBoundingClientRect().top + window.scrollY;
+  // as the reader first sees the page (folded sections closed): its height and its first figure
+  const height = document.documentElement.scrollHeight;
+  const figures = Array.from(article.querySelectorAll('img')).filter(i => i.naturalWidth > 32);
+  const first_figure = figures.length ? Math.round(top(figures[0])) : null;
   document.querySelectorAll('details').forEach(d => { d.open = true; });  // then every table is measured open
   const imgs = Array.from(document.images);
-  const article = document.querySelector('article.bd-article') || document.querySelector('main') || document.body;
   const column = article.getBoundingClientRect();
   const scrolls = el => {  // a scroll container between the table and the column
     for (let a = el.parentElement; a && a !== article; a = a.parentElement) {
@@ -51,10 +55,8 @@ PAGE_STATE = """() => {
     return false;
   };
   const wide = Array.from(article.querySelectorAll('table')).filter(t => t.getBoundingClientRect().width > column.width + 1);
-  const figures = Array.from(article.querySelectorAll('img')).filter(i => i.naturalWidth > 32);
-  const top = el => el.getBoundingClientRect().top + window.scrollY;
   return {
-    first_figure: figures.length ? Math.round(top(figures[0])) : null,
+    first_figure: first_figure,
     height: height,
     overflowing: wide.filter(t => !scrolls(t)).map(t => (t.querySelector('th') || t).innerText.slice(0, 40)),
     scrolling: wide.filter(t => scrolls(t)).length,
