@@ -138,3 +138,20 @@ def test_wdlg_attack_bad_defense_is_one_line(capsys):
     assert len(err) == 1 and "clip" in err[0] and "noise_multiplier" in err[0]
     assert main(["attack", "--dataset", "mnist", "--method", "rgap", "--iterations", "5"]) == 2
     assert "closed form" in capsys.readouterr().err
+
+
+def test_a_single_attack_takes_any_model_the_reference_takes(digit):
+    """A model left in train mode with dropout: the batched paths cannot vmap its random op,
+    the single-attack path (shared and dummy gradients alike) runs it as the reference loop does."""
+    images, labels = digit
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.Sigmoid(),
+                                torch.nn.Dropout(0.1), torch.nn.Linear(32, 10)).train()
+    r = run_attack(images, labels, method="idlg", model=model, iterations=3, optimizer="adam", lr=0.1)
+    assert r.meta["engine"]["path"] == "autograd" and np.isfinite(r.mse)
+    from wdlg_core.engine import run_batch
+
+    config = get_method("idlg").config(iterations=2, optimizer="adam", lr=0.1)
+    model.eval()
+    (one,) = run_batch(model, images[None], labels[None], [config], path="autograd")
+    assert one.meta["engine"]["path"] == "autograd"

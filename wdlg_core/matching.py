@@ -26,7 +26,7 @@ ordinary backward would sum it over the N attacks). Two ways are implemented:
   takes it whenever the objective holds a single attack (a single :func:`wdlg_core.run_attack`),
   which keeps one attack as fast as a hand-written DLG loop (``benchmarks/single_attack.py``).
 
-Tests check both against the one-attack ``wdlg_core.gradients.parameter_gradient``.
+Tests check every path against the one-attack ``wdlg_core.gradients.parameter_gradient``.
 """
 from __future__ import annotations
 
@@ -243,7 +243,7 @@ class MatchingObjective:
         self.model, self.true_grads, self.loss_fn = model, true_grads, loss_fn
         self.loss_kind = getattr(model, "loss_kind", "cross_entropy")
         n = true_grads[0].shape[0] if true_grads else None
-        if path == "autograd" and n != 1:
+        if path == "autograd" and n not in (1, None):  # None: no true gradients yet (computing them)
             raise ValueError(f"the autograd path evaluates one attack; this objective holds {n}: use path='auto'")
         if path == "autograd" or (path == "auto" and n == 1):
             self.layers, self.path = None, "autograd"

@@ -136,7 +136,7 @@ def _versus(a_label, a, b_label, b, unit="") -> str:
 def loss_units_note(method_a: str, method_b: str) -> str:
     """Why the final losses of two methods do not compare, or "" when they do.
 
-    The units follow each method's default gradient-matching loss (:data:`wdlg_core.config.METHODS`):
+    The units follow each method's default gradient-matching loss (:data:`wdlg_core.methods.METHODS`):
     ``euclidean`` is a sum over layers of squared L2 norms, ``wasserstein`` a norm, not squared
     (``dirac_whole``: of the whole difference; ``dirac``: a sum of per-layer norms), ``cosine`` a
     dimensionless cosine distance.
