@@ -329,3 +329,39 @@ def snapshot_mses(result: AttackResult, original: np.ndarray) -> tuple[np.ndarra
 __all__ = ["BATCH_SIZE", "DATASET", "FIGURE_ITERATIONS", "FIGURE_SNAPSHOTS", "MIN_INTERVAL_VALUES", "BatchSweep",
            "comparisons", "default_batches", "distinct_label_batches", "interval_mean", "run_batch_sweep",
            "snapshot_mses", "summarize_batches"]
+
+
+def recovery_grid(results: dict, originals: dict, table: pd.DataFrame, method: str, b: int, batch: tuple,
+                  iterations) -> tuple[dict, np.ndarray, dict]:
+    """The snapshots of one setting of Figures 8-10 for the images ``batch``, one row per image.
+
+    Args:
+        results: (method, batch size, image indices) -> AttackResult of the sweep.
+        originals: image indices -> (n, C, H, W) private images (``sweep.originals``).
+        table: the sweep's table (columns batch "i,j,..", labels "a,b,..").
+        method, b: the setting (batch size 1: the images attacked one by one).
+        batch: the image indices shown.
+        iterations: snapshot iterations.
+
+    Returns:
+        (snapshots {iteration: (n, C, H, W)}, originals (n, C, H, W), captions): each batch
+        attack's dummies reordered to follow the private image they end closest to, and
+        captions with each snapshot's image MSE and each image's index and label.
+    """
+    from ..metrics import mse as image_mse
+
+    if b == 1:
+        parts = [results[(method, 1, (i,))] for i in batch]
+        snaps = {it: np.concatenate([p.snapshots[it] for p in parts]) for it in iterations}
+    else:
+        r = results[(method, b, batch)]
+        order, _ = snapshot_mses(r, originals[batch])
+        snaps = {it: r.snapshots[it][order] for it in iterations}
+    original = originals[batch]
+    captions = {f"it {it}": [f"MSE {v:.1e}" for v in image_mse(s, original)] for it, s in snaps.items()}
+    labels = table.loc[table.batch == ",".join(map(str, batch)), "labels"].iloc[0].split(",")
+    captions["ground truth"] = [f"index {i}, label {y}" for i, y in zip(batch, labels)]
+    return snaps, original, captions
+
+
+__all__ += ["recovery_grid"]

@@ -265,3 +265,18 @@ def run_tradeoff(profile: str | Profile = "quick", settings=None, n_images=None,
 
 __all__ = ["ATTACK", "DELTA", "SETTINGS", "TRAINING", "attack_settings", "cached_training", "dpsgd_sample_rate",
            "kind", "mnist_split", "run_tradeoff", "train_with_defense"]
+
+
+def family_text(summary: pd.DataFrame, kind: str, noun: str) -> str:
+    """One sentence on the defence family ``kind`` (gaussian, dpsgd, prune): every setting's
+    success rate, PSNR, model accuracy and, where defined, epsilon; "" when the family was not
+    run. ``summary``: :func:`summarize` output."""
+    from .text import num
+
+    g = summary[summary.kind == kind]
+    if g.empty:
+        return ""
+    parts = [f"{r.setting}: success {num(r.success_rate, '{:.0%}')}, PSNR {r.psnr:.1f} dB, accuracy {r.accuracy:.1%}"
+             + (f", epsilon {r.train_epsilon:.3g} for training and {r.release_epsilon:.3g} for one release"
+                if np.isfinite(r.train_epsilon) else "") for r in g.itertuples()]
+    return f"{noun}: " + "; ".join(parts) + "."

@@ -8,6 +8,7 @@ scale compares with the paper profile's.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -200,3 +201,20 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
                 time=("time", "mean")).reset_index()
     out["dataset"] = pd.Categorical(out["dataset"], categories=order, ordered=True)
     return out.sort_values(["dataset", "method"]).reset_index(drop=True).astype({"dataset": str})
+
+
+def overall(table: pd.DataFrame, method: str) -> tuple[str, str]:
+    """(success rate "50%", mean PSNR "27.3") of ``method`` over a gallery's attacks
+    (``table`` with columns method, success, psnr; an infinite PSNR, an exact reconstruction,
+    is left out of the mean); ("not run", "not run") when it has none."""
+    rows = table[table.method == method]
+    if rows.empty:
+        return "not run", "not run"
+    return f"{rows.success.mean():.0%}", f"{rows.psnr.replace(math.inf, float('nan')).mean():.1f}"
+
+
+def mean_psnr(frame: pd.DataFrame, method: str, column: str) -> str:
+    """Mean of ``frame[column]`` (a PSNR in dB; infinite values left out) over ``method``'s
+    rows, as "27.3", or "not run" when none is finite."""
+    v = frame.loc[frame.method == method, column].replace(math.inf, float("nan")).astype(float)
+    return f"{v.mean():.1f}" if v.notna().any() else "not run"

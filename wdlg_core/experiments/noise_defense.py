@@ -280,3 +280,13 @@ def check_statements(panels: pd.DataFrame, null_threshold: float, dataset: str =
 __all__ = ["FULL", "METHODS", "NONE", "PANELS", "PAPER_ITERATIONS", "PARTIAL", "Panels", "SNAPSHOTS", "SWEEPS",
            "check_statements", "gaussian", "leakage_level", "leakage_null", "run_panels", "run_sweep",
            "summarize_sweep"]
+
+
+def dataset_null(dataset: str, profile: Profile, data_root=None, n: int = 20) -> dict:
+    """:func:`leakage_null` of up to ``n`` unrelated images of ``dataset`` (the profile's split
+    and source): the SSIM a reconstruction reaches by chance."""
+    from ..data import load_images
+
+    count = min(n, resolve_source(dataset, n, profile.split, profile.source, data_root)["count"])
+    images, _ = load_images(dataset, count, split=profile.split, source=profile.source, root=data_root)
+    return leakage_null(images.numpy())

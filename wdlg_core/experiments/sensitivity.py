@@ -727,3 +727,39 @@ __all__ = ["ALPHA", "CONCLUSIONS", "DATASETS", "DOES_NOT_HOLD", "HOLDS", "PAPER_
            "direction", "gap_summary", "get_settings", "images_per_dataset", "implied_thresholds", "paired_outcomes", "robustness",
            "run_sensitivity", "scale", "settings_figure", "sign_test", "success_gap", "threshold_figure",
            "threshold_grid", "threshold_sweep"]
+
+
+def conclusion_cell(r) -> str:
+    """One cell of the conclusions table: direction (starred when significant at 95%), the
+    paired wins:losses and ties, the sign test's p-value, and DLG's and WDLG's values.
+    ``r``: a row of :func:`conclusions` (attributes verdict_95, conclusion, dlg, wdlg,
+    direction, wins, losses, ties, p_value)."""
+    from .text import num
+
+    star = "*" if r.verdict_95 != "inconclusive" else ""
+    if r.conclusion == "higher success rate":
+        vals = f"{num(r.dlg, '{:.0%}')} vs {num(r.wdlg, '{:.0%}')}"
+    elif r.conclusion == "lower final MSE":
+        vals = f"{r.dlg:.1e} vs {r.wdlg:.1e}"
+    else:
+        vals = " vs ".join(num(v, "{:.0f}") for v in (r.dlg, r.wdlg))
+    return f"{r.direction}{star} ({r.wins}:{r.losses}, ties {r.ties}; p={r.p_value:.2g}; DLG vs WDLG {vals})"
+
+
+def worse_than_start_text(table: pd.DataFrame, setting: str) -> str:
+    """"k of n": attacks of ``setting`` (rows of :func:`run_sensitivity`'s table) that ended
+    further from the image than their random start; "none (setting not run)" without any."""
+    g = table[table.setting == setting]
+    return f"{int(g.worse_than_start.sum())} of {len(g)}" if len(g) else "none (setting not run)"
+
+
+def baseline_success_rate(table: pd.DataFrame, method: str, threshold: float) -> str:
+    """Success rate of ``method`` in the baseline setting when success means image MSE below
+    ``threshold`` (diverged attacks fail), as "50%"; "-" when the method was not run."""
+    from .text import num
+
+    m = table[(table.setting == "baseline") & (table.method == method)]
+    return num(float(((m.mse < threshold) & ~m.diverged).mean()), "{:.0%}") if len(m) else "-"
+
+
+__all__ += ["baseline_success_rate", "conclusion_cell", "worse_than_start_text"]

@@ -398,3 +398,47 @@ def table2_figure(summary: pd.DataFrame, title: str | None = None):
 
 __all__ = ["CLAIMS", "DATASET_NAMES", "METHOD_NAMES", "PAPER_IMAGES", "PAPER_MACHINE", "TABLE2_ITERATIONS", "SuccessRun",
            "bootstrap_mean_interval", "claims", "run_success", "summarize_success", "table2_figure", "verdict", "wilson_interval"]
+
+
+def claim_value_text(claim: str, v, lo_hi) -> str:
+    """A value of a Table 2 claim (:func:`claims`) with its interval: a success rate as a
+    percentage, a time with 3 significant digits, a count of loss evaluations as a whole number."""
+    from .text import interval
+
+    if claim.startswith("WDLG higher success"):
+        return interval(v, *lo_hi, "{:.0%}")
+    return interval(v, *lo_hi, "{:.3g}" if "time" in claim else "{:.0f}")
+
+
+def paper_value_text(claim: str, v) -> str:
+    """The paper's value of a Table 2 claim: a success rate as a percentage, else seconds."""
+    if isinstance(v, float) and math.isnan(v):
+        return "-"
+    return f"{v:.0%}" if claim.startswith("WDLG higher success") else f"{v:.0f} s"
+
+
+def success_text(table: pd.DataFrame, method: str) -> str:
+    """"k of n (p%)": successful attacks of ``method`` in :func:`run_success`'s table."""
+    rows = table[table.method == method]
+    return f"{int(rows.success.sum())} of {len(rows)} ({rows.success.mean():.0%})" if len(rows) else "not run"
+
+
+def verdict_tally(series: pd.Series, n: int) -> str:
+    """"holds on a, does not hold on b, inconclusive on c of n datasets" from a column of verdicts."""
+    counts = series.value_counts()
+    parts = [f"{label} on {counts.get(label, 0)}" for label in ("holds", "does not hold", "inconclusive")]
+    return f"{', '.join(parts)} of {n} datasets"
+
+
+def ratio_range(summary: pd.DataFrame, column: str) -> str:
+    """WDLG / DLG of ``column`` per dataset of :func:`summarize_success`, as "0.52" when the
+    datasets agree (within 0.5%) or "0.4 to 0.9"; "not comparable" without a positive DLG value."""
+    by = summary.set_index(["dataset", "method"])[column]
+    r = [by[(ds, "wdlg")] / by[(ds, "dlg")] for ds in dict.fromkeys(summary["dataset"])
+         if (ds, "wdlg") in by.index and (ds, "dlg") in by.index and by[(ds, "dlg")] > 0]
+    if not r:
+        return "not comparable"
+    return f"{min(r):.2g}" if math.isclose(min(r), max(r), rel_tol=0.005) else f"{min(r):.2g} to {max(r):.2g}"
+
+
+__all__ += ["claim_value_text", "paper_value_text", "ratio_range", "success_text", "verdict_tally"]

@@ -865,3 +865,12 @@ def claims_html(table: pd.DataFrame) -> str:
             "<thead><tr><th>claim</th><th>setting</th><th>paper</th><th>ours</th><th>verdict</th></tr></thead>"
             "<tbody>" + "".join(rows) + "</tbody></table></details>")
     return "\n".join(sections)
+
+
+def attacks_per_method(docs: dict, name: str, key: str, column: str = "attacks") -> int | None:
+    """The largest ``column`` over the rows ``docs[name][key]`` of a page's results file (how
+    many attacks one method ran there), or None when the page or the rows are missing."""
+    doc = docs.get(name)
+    if not doc or not doc.get(key):
+        return None
+    return int(max(r.get(column) or 0 for r in doc[key]))
