@@ -297,21 +297,11 @@ def finish_book_copy(path: str | Path, lab: Lab, student_dir: str | Path | None 
 def placeholders(book_dir: str | Path | None = None) -> list[str]:
     """A short "not run" page for every lab without an executed copy in ``<book>/course/labs/``
     (so that a partial ``wdlg run`` builds). Returns the names written."""
-    import nbformat
+    from .runner import write_placeholder
 
     folder = (Path(book_dir) if book_dir is not None else REPO_ROOT / "book") / "course" / "labs"
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for lab in list_labs():
-        path = folder / f"{lab.name}.ipynb"
-        if path.exists():
-            continue
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_markdown_cell(
-            f"# {lab.title}\n\n**Not run in this build.** Execute the lab with\n\n```bash\n"
-            f".venv/bin/wdlg run --profile quick --only {lab.name}\n```\n\nor read its source, "
-            f"`course/labs/{lab.name}.ipynb`.")]
-        nb.metadata["wdlg_placeholder"] = True
-        nbformat.write(nb, path)
-        written.append(lab.name)
-    return written
+    return [lab.name for lab in list_labs() if write_placeholder(folder, lab.name, (
+        f"# {lab.title}\n\n**Not run in this build.** Execute the lab with\n\n```bash\n"
+        f".venv/bin/wdlg run --profile quick --only {lab.name}\n```\n\nor read its source, "
+        f"`course/labs/{lab.name}.ipynb`."))]

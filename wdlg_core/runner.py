@@ -423,29 +423,33 @@ def jupyter_book_command() -> list[str]:
     return [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"]
 
 
+def write_placeholder(folder: Path, name: str, text: str) -> bool:
+    """Write ``<folder>/<name>.ipynb``, a one-cell "not run" page with the markdown ``text``
+    (metadata ``wdlg_placeholder``), unless an executed copy is there. Returns whether it wrote."""
+    import nbformat
+
+    path = folder / f"{name}.ipynb"
+    if path.exists():
+        return False
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell(text)]
+    nb.metadata["wdlg_placeholder"] = True
+    nbformat.write(nb, path)
+    return True
+
+
 def placeholders(specs: list[NotebookSpec], book_dir: str | os.PathLike | None = None) -> list[str]:
     """Write a short "not run" page for every notebook of ``specs`` that has no executed copy in
     ``<book>/notebooks/`` yet, so that a partial run (``wdlg run --only``) builds a book of the
     pages that exist. Returns the names written. A later run of the page replaces it."""
-    import nbformat
-
     folder = (Path(book_dir) if book_dir is not None else BOOK_DIR) / "notebooks"
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for s in specs:
-        path = folder / f"{s.name}.ipynb"
-        if path.exists():
-            continue
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_markdown_cell(
-            f"# {s.title or s.name}\n\n**Not run in this build.** This page's notebook has not been executed "
-            f"here yet. Run it with\n\n```bash\n.venv/bin/wdlg run --profile quick --only {s.name}\n```\n\n"
-            "(or `wdlg run --profile quick` for the whole book); the replication summary lists its claims as "
-            "\"not run\" until then.")]
-        nb.metadata["wdlg_placeholder"] = True
-        nbformat.write(nb, path)
-        written.append(s.name)
-    return written
+    return [s.name for s in specs if write_placeholder(folder, s.name, (
+        f"# {s.title or s.name}\n\n**Not run in this build.** This page's notebook has not been executed "
+        f"here yet. Run it with\n\n```bash\n.venv/bin/wdlg run --profile quick --only {s.name}\n```\n\n"
+        "(or `wdlg run --profile quick` for the whole book); the replication summary lists its claims as "
+        "\"not run\" until then."))]
 
 
 def build_book(book_dir: str | os.PathLike | None = None) -> tuple[bool, float, str]:
