@@ -44,7 +44,8 @@ PAGE_STATE = """() => {
   const height = document.documentElement.scrollHeight;
   const figures = Array.from(article.querySelectorAll('img')).filter(i => i.naturalWidth > 32);
   const first_figure = figures.length ? Math.round(top(figures[0])) : null;
-  document.querySelectorAll('details').forEach(d => { d.open = true; });  // then every table is measured open
+  const closed = Array.from(document.querySelectorAll('details')).filter(d => !d.open);
+  closed.forEach(d => { d.open = true; });  // then every table is measured open
   const imgs = Array.from(document.images);
   const column = article.getBoundingClientRect();
   const scrolls = el => {  // a scroll container between the table and the column
@@ -55,11 +56,14 @@ PAGE_STATE = """() => {
     return false;
   };
   const wide = Array.from(article.querySelectorAll('table')).filter(t => t.getBoundingClientRect().width > column.width + 1);
+  const overflowing = wide.filter(t => !scrolls(t)).map(t => (t.querySelector('th') || t).innerText.slice(0, 40));
+  const scrolling = wide.filter(t => scrolls(t)).length;
+  closed.forEach(d => { d.open = false; });  // and folded again: the screenshot shows what the reader sees
   return {
     first_figure: first_figure,
     height: height,
-    overflowing: wide.filter(t => !scrolls(t)).map(t => (t.querySelector('th') || t).innerText.slice(0, 40)),
-    scrolling: wide.filter(t => scrolls(t)).length,
+    overflowing: overflowing,
+    scrolling: scrolling,
     parameter_cells: document.querySelectorAll('.tag_parameters, .tag_injected-parameters').length,
     images: imgs.length,
     broken: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src')),
