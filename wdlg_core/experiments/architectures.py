@@ -124,6 +124,14 @@ STUDY = {
         iterations={"lenet": 300, "resnet18": 40, "densenet121": 10, "inception_v3": 5},
         methods={"lenet": _ALL, "resnet18": ("dlg",), "densenet121": ("dlg",), "inception_v3": ("dlg",)},
         n_images=1),
+    # the book of record on a 2-core CPU: LeNet and ResNet-18 at the seed's budget on 4 images;
+    # DenseNet-121 and Inception-v3 (hours per attack there) DLG only, with smaller budgets
+    "record": StudySettings(
+        sizes={"lenet": 32, "resnet18": 64, "densenet121": 64, "inception_v3": 107},
+        iterations={"lenet": SEED_STEPS * SEED_MAX_ITER, "resnet18": SEED_STEPS * SEED_MAX_ITER,
+                    "densenet121": 400, "inception_v3": 200},
+        methods={"lenet": _ALL, "resnet18": ("dlg", "wdlg"), "densenet121": ("dlg",), "inception_v3": ("dlg",)},
+        n_images=4),
 }
 
 

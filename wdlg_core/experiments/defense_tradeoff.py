@@ -62,8 +62,11 @@ SETTINGS["paper"] = SETTINGS["quick"] + [
 #: Training budget per profile: epochs, batch size, SGD learning rate.
 TRAINING = {"quick": {"epochs": 4, "batch_size": 64, "lr": 0.1},
             "paper": {"epochs": 30, "batch_size": 64, "lr": 0.1}}
-#: Attack per profile: images attacked per setting and WDLG iterations.
-ATTACK = {"quick": {"n_images": 2, "iterations": 448}, "paper": {"n_images": None, "iterations": 448}}
+SETTINGS["record"], TRAINING["record"] = SETTINGS["paper"], TRAINING["paper"]
+#: Attack per profile: images attacked per setting (None: the profile's n_images) and the
+#: paper's WDLG iterations (in the profile's reading: ``profile.budget``).
+ATTACK = {"quick": {"n_images": 2, "iterations": 448}, "paper": {"n_images": None, "iterations": 448},
+          "record": {"n_images": None, "iterations": 448}}
 
 
 def kind(defense: dict | None) -> str:
@@ -205,7 +208,7 @@ def attack_settings(profile: str | Profile, settings, n_images=None, iterations=
     p = get_profile(profile, device=device)
     a = ATTACK.get(p.name, ATTACK["quick"])
     n = count_or_default(n_images, a["n_images"] or p.n_images, "n_images")
-    iterations = count_or_default(iterations, a["iterations"], "iterations")
+    iterations = count_or_default(iterations, p.budget(a["iterations"]), "iterations")
     store = store if store is not None else ResultStore(profile=p.name)
     jobs, labels = [], []
     base, _, _ = _jobs(p, "mnist", n, (0.0,), ("wdlg",), iterations, (), data_root)

@@ -43,9 +43,10 @@ SWEEPS = {
     "quick": {"dataset": "mnist", "sigmas": (0.0, 0.01, 0.1, 10.0), "n_images": 2},
     "paper": {"dataset": "cifar100", "sigmas": (0.0, 0.001, 0.01, 0.1, 0.5, 1.0, 2.0, 4.0, 10.0), "n_images": None},
 }
+SWEEPS["record"] = SWEEPS["paper"]
 METHODS = ("dlg", "idlg", "wdlg")
 #: Images per panel by profile (None: the profile's ``gallery_images``).
-PANEL_IMAGES = {"quick": 1, "paper": None}
+PANEL_IMAGES = {"quick": 1, "paper": None, "record": None}
 #: Leakage levels of :func:`leakage_level`.
 NONE, PARTIAL, FULL = "none", "partial", "full"
 
@@ -113,7 +114,7 @@ class Panels:
     profile: Profile | None = None
 
 
-def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int = PAPER_ITERATIONS,
+def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int | None = None,
                reference: bool = True, seed=None, store: ResultStore | None = None, device=None, data_root=None,
                progress: bool | None = True) -> Panels:
     """The paper's Figures 11-14: WDLG on noisy gradients, snapshots up to ``iterations``.
@@ -122,7 +123,8 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
         profile: profile name or :class:`Profile` (``n_images`` default: :data:`PANEL_IMAGES`,
             else the profile's ``gallery_images``).
         n_images: images per panel (capped by the data source: the bundled SVHN has 4).
-        iterations: WDLG iterations (the paper: 448, in both profiles).
+        iterations: WDLG updates (default: the paper's 448 iterations in the profile's reading,
+            ``profile.budget(448)``; snapshots scale with it).
         reference: also attack the undefended gradient (sigma = 0) of each dataset.
         seed, device: profile overrides; store, data_root, progress: as elsewhere.
 
@@ -132,7 +134,9 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
     p = get_profile(profile, seed=seed, device=device)
     store = store if store is not None else ResultStore(profile=p.name)
     n = count_or_default(n_images, PANEL_IMAGES.get(p.name) or p.gallery_images, "n_images")
-    snaps = tuple(s for s in SNAPSHOTS if s <= iterations) + ((iterations,) if iterations not in SNAPSHOTS else ())
+    iterations = count_or_default(iterations, p.budget(PAPER_ITERATIONS), "iterations")
+    snaps = tuple(s * p.updates_per_iteration for s in SNAPSHOTS)
+    snaps = tuple(s for s in snaps if s <= iterations) + ((iterations,) if iterations not in snaps else ())
     jobs, originals, sources = [], {}, {}
     for _, ds, sigmas in PANELS:
         sig = ((0.0,) if reference else ()) + tuple(sigmas)
@@ -149,7 +153,7 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
 
 
 def run_sweep(profile: str | Profile = "quick", dataset=None, sigmas=None, methods=METHODS, n_images=None,
-              iterations: int = PAPER_ITERATIONS, seed=None, store: ResultStore | None = None, device=None,
+              iterations: int | None = None, seed=None, store: ResultStore | None = None, device=None,
               data_root=None, progress: bool | None = True) -> tuple[pd.DataFrame, dict]:
     """Attack quality against sigma: every method on the first ``n_images`` images per sigma.
 
@@ -162,6 +166,7 @@ def run_sweep(profile: str | Profile = "quick", dataset=None, sigmas=None, metho
     p = get_profile(profile, seed=seed, device=device)
     defaults = SWEEPS.get(p.name, SWEEPS["quick"])
     dataset = dataset or defaults["dataset"]
+    iterations = count_or_default(iterations, p.budget(PAPER_ITERATIONS), "iterations")
     sigmas = tuple(float(s) for s in (sigmas if sigmas is not None else defaults["sigmas"]))
     if not sigmas or any(s < 0 for s in sigmas):
         raise ValueError(f"sigmas must be one or more values >= 0, got {sigmas}")
