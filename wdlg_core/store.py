@@ -268,6 +268,17 @@ class ResultStore:
         doc, arrays = rec
         return AttackResult.from_record(doc["result"], arrays)
 
+    def has(self, key: str) -> bool:
+        """Whether ``key`` has a complete record: its JSON reads as this key's record and its
+        arrays file matches the JSON's checksum (no warning when not; arrays not decoded)."""
+        jpath, npath = self.paths(key)
+        try:
+            doc = json.loads(jpath.read_text())
+            return (isinstance(doc, dict) and doc.get("key") == key and doc.get("format") == FORMAT
+                    and hashlib.sha256(npath.read_bytes()).hexdigest() == doc.get("npz_sha256"))
+        except (OSError, ValueError):
+            return False
+
     # --- writing ---------------------------------------------------------------------
     def save(self, result: AttackResult, case: Case | Mapping, config: AttackConfig | Mapping | None = None) -> str:
         """Store ``result`` for ``case`` (under ``config``, default ``result.config``).

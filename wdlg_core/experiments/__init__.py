@@ -20,6 +20,27 @@ from ..device import THREADS_ENV, check_device, configure_threads  # noqa: F401 
 from ..result import AttackResult
 from ..store import Case, ResultStore
 
+#: Set to 1 (as ``wdlg run`` does for the notebooks it executes after the planner has computed
+#: every attack): a page whose attack is not in the results store fails with
+#: :class:`MissingRecords` instead of computing it.
+READ_ONLY_ENV = "WDLG_STORE_READ_ONLY"
+
+
+class MissingRecords(RuntimeError):
+    """Attacks a page needs are not in the results store, and the store is read-only
+    (``$WDLG_STORE_READ_ONLY=1``). The message names the attacks and the command that computes them."""
+
+    def __init__(self, jobs: list, store: ResultStore, desc: str):
+        self.jobs = jobs
+        shown = "; ".join(f"{j.case.dataset} image {','.join(map(str, j.case.indices))} {j.config.method} "
+                          f"{j.config.iterations} updates" + (f" defence {j.case.defense}" if j.case.defense else "")
+                          for j in jobs[:3])
+        more = f" and {len(jobs) - 3} more" if len(jobs) > 3 else ""
+        super().__init__(f"{len(jobs)} attack(s) of {desc} are not in the results store {store.folder} "
+                         f"({shown}{more}); compute them with `wdlg run --profile {store.profile}` "
+                         f"(`--only PAGE` for one page, `--results-root {store.root}` for this store)")
+
+
 #: How a missing number (None or NaN) reads in a page's text and tables, never "nan".
 MISSING = "n/a"
 
@@ -90,7 +111,7 @@ def job_defense(job: Job):
 
 
 def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress: bool | None = True,
-             desc: str = "attacks", max_chunk: int = 512) -> list[AttackResult]:
+             desc: str = "attacks", max_chunk: int = 512, on_result=None) -> list[AttackResult]:
     """Run (or load from ``store``) every job through the batched engine.
 
     Stored jobs are loaded, not recomputed. The others are grouped by model, input shape and
@@ -107,9 +128,14 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
         progress: tqdm progress bars (None: only on a terminal).
         desc: progress-bar label.
         max_chunk: most attacks per batched chunk.
+        on_result: called as ``on_result(job, result)`` after each computed attack is saved
+            (the planner's progress bar over all attacks).
 
     Returns:
         One :class:`AttackResult` per job, in the order of ``jobs``.
+
+    Raises:
+        MissingRecords: ``$WDLG_STORE_READ_ONLY`` is 1 and some jobs are not stored.
     """
     import torch
 
@@ -123,6 +149,8 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
     configure_threads()
     results: list[AttackResult | None] = [store.load(j.config, j.case) for j in jobs]
     store.loaded += sum(r is not None for r in results)
+    if os.environ.get(READ_ONLY_ENV) == "1" and any(r is None for r in results):
+        raise MissingRecords([j for j, r in zip(jobs, results) if r is None], store, desc)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         if results[i] is None:
@@ -142,6 +170,8 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
             store.save(result, job.case, job.config)
             store.computed += 1
             results[idx[j]] = result
+            if on_result is not None:
+                on_result(job, result)
 
         label = f"{desc} [{g + 1}/{len(groups)}] {c.dataset} {first.config.method}"
         defenses = [job_defense(jobs[i]) for i in idx]
