@@ -133,10 +133,11 @@ def _page_params(name: str, params: dict | None, data_root) -> dict:
 
 
 # --------------------------------------------------------------------------- estimate
-#: Iterations of each calibration attack.
-CALIBRATION_ITERATIONS = 3
+#: Iterations of the calibration runs: a short one (setup, first steps) and a longer one;
+#: their difference times the steady iterations.
+CALIBRATION_ITERATIONS = (2, 8)
 #: Attacks in each calibration batch.
-CALIBRATION_BATCH = 4
+CALIBRATION_BATCH = 16
 
 
 def model_macs(model_name: str, shape: tuple, num_classes: int) -> int:
@@ -168,55 +169,67 @@ def model_macs(model_name: str, shape: tuple, num_classes: int) -> int:
 def _family(job: Job):
     """Jobs of one family cost the same per iteration and per MAC: same method and optimiser
     settings (seed, budget and snapshots aside)."""
-    return job.config.replace(seed=0, iterations=CALIBRATION_ITERATIONS, snapshots=())
+    return job.config.replace(seed=0, iterations=1, snapshots=())
+
+
+def _seconds_per_iteration(family, batch: int, device: str) -> float:
+    """Seconds per steady iteration of one attack of ``family`` (images of ``batch`` per
+    attack) on ``device``, batched: LeNet on random CIFAR-10-sized images, the difference of two
+    runs of :data:`CALIBRATION_ITERATIONS` iterations over :data:`CALIBRATION_BATCH` attacks."""
+    import torch
+
+    from .engine import run_batch
+    from .models import build_model
+
+    model = build_model("lenet", (3, 32, 32), 10, seed=0).to(device)
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(CALIBRATION_BATCH, batch, 3, 32, 32, generator=g).to(device)    # (N, B, C, H, W)
+    labels = torch.randint(0, 10, (CALIBRATION_BATCH, batch), generator=g).to(device)  # (N, B)
+    times = []
+    for its in CALIBRATION_ITERATIONS:
+        configs = [family.replace(seed=s, iterations=its) for s in range(CALIBRATION_BATCH)]
+        start = time.perf_counter()
+        run_batch(model, images, labels, configs, progress=False)
+        times.append(time.perf_counter() - start)
+    steady = (times[1] - times[0]) / (CALIBRATION_ITERATIONS[1] - CALIBRATION_ITERATIONS[0])
+    return max(steady, times[1] / CALIBRATION_ITERATIONS[1] / 4) / CALIBRATION_BATCH
 
 
 def estimate(plan: Plan, device: str | None = None, progress: bool = False) -> dict:
     """Estimated seconds to compute ``plan``'s missing attacks on ``device``, per page and total.
 
-    A calibration run times :data:`CALIBRATION_ITERATIONS` iterations of a batch of
-    :data:`CALIBRATION_BATCH` LeNet attacks on CIFAR-10-sized images per configuration family
-    (method, optimiser, estimator), which gives seconds per iteration per forward
+    A calibration run times the steady iterations of a batch of :data:`CALIBRATION_BATCH`
+    LeNet attacks on CIFAR-10-sized images per configuration family (method, optimiser,
+    estimator; :func:`_seconds_per_iteration`), which gives seconds per iteration per forward
     multiply-accumulate; each group of missing attacks then costs its iterations times its
     model's MACs (:func:`model_macs`) times that rate. An upper bound for attacks that converge
     (they stop early) and a rough one for big networks (their cost per MAC differs from
-    LeNet's), shown as such. Also stored in ``plan.seconds``.
+    LeNet's), shown as such; measured under the machine's current load (another busy process
+    slows the calibration as it slows the run). Also stored in ``plan.seconds``.
 
     Raises:
         ValueError: a device torch cannot use (the message says which).
     """
-    import torch
-
     from .data import dataset_info
-    from .device import check_device
-    from .engine import run_batch
-    from .models import build_model
+    from .device import check_device, configure_threads
 
     device = check_device(device or plan.profile.device)
+    configure_threads()  # the thread count execution will use ($WDLG_TORCH_THREADS)
     missing = [(j, o) for j, o, s in zip(plan.jobs, plan.owner, plan.stored) if not s]
     rate: dict = {}
     macs: dict = {}
     lenet = model_macs("lenet", (3, 32, 32), 10)
     seconds = Counter()
     for job, page in missing:
-        fam = _family(job)
+        fam = (_family(job), job.images.shape[0])  # an attack of B images costs B single-image ones
         if fam not in rate:
-            model = build_model("lenet", (3, 32, 32), 10, seed=0).to(device)
-            g = torch.Generator().manual_seed(0)
-            b = job.images.shape[0]
-            images = torch.rand(CALIBRATION_BATCH, b, 3, 32, 32, generator=g)        # (N, B, C, H, W)
-            labels = torch.randint(0, 10, (CALIBRATION_BATCH, b), generator=g)      # (N, B)
-            configs = [fam.replace(seed=s) for s in range(CALIBRATION_BATCH)]
-            start = time.perf_counter()
-            run_batch(model, images.to(device), labels.to(device), configs, progress=False)
-            elapsed = time.perf_counter() - start
-            rate[fam] = elapsed / (CALIBRATION_BATCH * CALIBRATION_ITERATIONS * lenet * b)
+            rate[fam] = _seconds_per_iteration(*fam, device) / lenet
         c = job.case
         shape = tuple(job.images.shape[1:])
         mkey = (c.model, shape, c.num_classes or dataset_info(c.dataset).num_classes)
         if mkey not in macs:
             macs[mkey] = model_macs(*mkey)
-        seconds[page] += rate[fam] * macs[mkey] * job.images.shape[0] * job.config.iterations
+        seconds[page] += rate[fam] * macs[mkey] * job.config.iterations
     plan.seconds = {**{c.page: float(seconds.get(c.page, 0.0)) for c in plan.pages},
                     "total": float(sum(seconds.values()))}
     return plan.seconds
@@ -373,50 +386,63 @@ def execute(plan: Plan, store: ResultStore, executor: str = "local", scheduler: 
     problem = check_writable(store)
     if problem:
         raise PlanError(f"cannot write the results store: {problem}")
+    client = _dask(scheduler, cluster, store) if executor == "dask" else None  # fail fast, even with nothing to do
     start = time.perf_counter()
     disable = False if progress else None if progress is None else True
     bar = tqdm(total=len(missing), desc=f"attacks ({executor})", unit="attack", disable=disable, smoothing=0.05)
+    n_batches = 0
     try:
-        if not missing:
-            n_batches = 0
-        elif executor == "local":
+        if missing and client is None:
             n_batches = len(batches(missing))
             run_jobs(missing, store, device=device, progress=progress, desc="batch",
                      on_result=lambda *_: bar.update(1))
-        else:
-            n_batches = _execute_dask(missing, store, scheduler, cluster, device, bar)
+        elif missing:
+            n_batches = _execute_dask(client[0], missing, store, device, bar)
     finally:
         bar.close()
-    plan.stored = [True] * len(plan.stored) if missing else plan.stored
+        if client is not None:
+            client[0].close()
+            if client[1] is not None:
+                client[1].close()
+    plan.stored = [True] * len(plan.stored)
     return {"computed": len(missing), "seconds": time.perf_counter() - start, "batches": n_batches,
             "executor": executor}
 
 
-def _execute_dask(jobs: list[Job], store: ResultStore, scheduler, cluster, device, bar) -> int:
-    """Send one task per batch to a Dask cluster; returns the number of batches."""
-    from distributed import as_completed
+def _dask(scheduler, cluster, store: ResultStore):
+    """(client, local cluster or None) whose every worker can write ``store``.
 
+    Raises:
+        PlanError: see :func:`_client`; or a worker that cannot write the store.
+    """
     client, local_cluster = _client(scheduler, cluster)
-    try:
-        root = str(store.root.resolve())
-        problems = {w: p for w, p in client.run(_probe, root, store.profile, store.version).items() if p}
-        if problems:
-            worker, problem = next(iter(problems.items()))
-            raise PlanError(f"Dask worker {worker} cannot write the results store: {problem} "
-                            "(the store must be on a filesystem every worker shares and can write)")
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
-        parts = batches(jobs, workers=workers)
-        futures = [client.submit(run_batch_task, [_portable(j) for j in part], root, store.profile, store.version,
-                                 device, pure=False, retries=2) for part in parts]
-        sizes = {f.key: len(part) for f, part in zip(futures, parts)}
-        for fut in as_completed(futures):
-            fut.result()  # a task that failed for good raises here, with the worker's error
-            bar.update(sizes[fut.key])
-        return len(parts)
-    finally:
+    root = str(store.root.resolve())
+    problems = {w: p for w, p in client.run(_probe, root, store.profile, store.version).items() if p}
+    if problems:
         client.close()
         if local_cluster is not None:
             local_cluster.close()
+        worker, problem = next(iter(problems.items()))
+        raise PlanError(f"Dask worker {worker} cannot write the results store: {problem} "
+                        "(the store must be on a filesystem every worker shares and can write)")
+    return client, local_cluster
+
+
+def _execute_dask(client, jobs: list[Job], store: ResultStore, device, bar) -> int:
+    """Send one task per batch to the cluster of ``client``; returns the number of batches.
+    A task whose worker dies is retried on another worker by the scheduler."""
+    from distributed import as_completed
+
+    root = str(store.root.resolve())
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+    parts = batches(jobs, workers=workers)
+    futures = [client.submit(run_batch_task, [_portable(j) for j in part], root, store.profile, store.version,
+                             device, pure=False, retries=2) for part in parts]
+    sizes = {f.key: len(part) for f, part in zip(futures, parts)}
+    for fut in as_completed(futures):
+        fut.result()  # a task that failed for good raises here, with the worker's error
+        bar.update(sizes[fut.key])
+    return len(parts)
 
 
 def _probe(root: str, profile: str, version: str) -> str | None:
