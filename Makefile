@@ -1,7 +1,7 @@
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: setup test unit book check-book clean
+.PHONY: setup test unit book book-record check-book clean
 
 # Create/refresh .venv (a fast no-op when it is already complete).
 setup:
@@ -18,6 +18,10 @@ unit: setup
 # Run the experiments with the quick profile and build the book.
 book: setup
 	$(VENV)/bin/wdlg run --profile quick
+
+# Build the book of record from its archive in record/book_record/ (computes no attack).
+book-record: setup
+	$(VENV)/bin/wdlg book --from record --profile record
 
 # Open the built book in headless Chromium (Debian's chromium + playwright-python, no browser
 # download): images load, no tracebacks, equations rendered; screenshots in artifacts/.

@@ -10,15 +10,20 @@
                 [--device cpu] [--out attack.png] [--json] [--results-root DIR]
     wdlg data list [--root DIR]
     wdlg data download NAME [--root DIR]
+    wdlg plan --profile quick [--only NAME ... [-p KEY=VALUE ...]] [--device cpu] [--no-estimate]
     wdlg run --profile quick [--device cpu] [--jobs N] [--only NAME ... [-p KEY=VALUE ...]] [--no-build]
+             [--executor local | --executor dask (--scheduler ADDRESS | --cluster local:N)]
+    wdlg book --from record [--profile record]
     wdlg record ship --from RESULTS/PROFILE --page PAGE --run NAME
+    wdlg record ship-book --profile record --results-root RESULTS
     wdlg course list
     wdlg course export DIR [--lab NAME ...] [--force]
 
 ``attack`` runs one attack of any registered method (:mod:`wdlg_core.methods`) on one real
 image, optionally defended, stores it in the results store and prints a short report (or
-JSON with ``--json``); ``run`` executes the
-book's notebooks and builds the book (:mod:`wdlg_core.runner`); ``record ship`` copies a page's
+JSON with ``--json``); ``plan`` prints the attacks the pages need and an estimate of their
+time (:mod:`wdlg_core.plan`); ``run`` computes them (in this process or on a Dask cluster),
+executes the book's notebooks and builds the book (:mod:`wdlg_core.runner`); ``record ship`` copies a page's
 results file and figures into the shipped book of record (:mod:`wdlg_core.record`); ``course export`` writes
 the student version of each lab (:mod:`wdlg_core.course`). Unknown names are rejected
 with the list of valid choices. The data root is ``--data-root``/``--root``, else
@@ -52,7 +57,7 @@ def _model_names() -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     """The ``wdlg`` argument parser (subcommands attack, data, run; see the module docstring)."""
     parser = argparse.ArgumentParser(prog="wdlg", description="WDLG Companion: gradient-inversion attacks and the book")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,run,record,course}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{attack,data,plan,run,book,record,course}")
 
     a = sub.add_parser("attack", help="attack one real image and report fidelity",
                        description="Attack one image from its shared gradient with any registered method; store "
@@ -108,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     dd.add_argument("name", choices=_dataset_names())
     dd.add_argument("--root", default=None, help="torchvision data root")
 
+    pl = sub.add_parser("plan", help="the attacks the book needs: per page, distinct, stored, estimated time",
+                        description="Collect every page's attacks (or the --only pages'), de-duplicate them by "
+                                    "store key, count what the results store holds, and estimate the time of the "
+                                    "rest on the device from a short calibration run. Computes no attack.")
+    pl.add_argument("--profile", default="quick", choices=sorted(PROFILES))
+    pl.add_argument("--only", action="append", default=None, metavar="NAME", help="only this page (repeatable)")
+    pl.add_argument("-p", "--param", dest="params", action="append", default=None, metavar="KEY=VALUE",
+                    help="a parameter of the --only page(s), as for wdlg run")
+    pl.add_argument("--device", default=None, help="device to estimate for (default: the profile's)")
+    pl.add_argument("--no-estimate", action="store_true", help="counts only, no calibration run")
+    pl.add_argument("--data-root", default=None, help="torchvision data root (default $WDLG_DATA_ROOT, else ./data)")
+    pl.add_argument("--results-root", default=None, help="results folder (default $WDLG_RESULTS_ROOT, else results/)")
+
     r = sub.add_parser("run", help="execute the notebooks and build the book")
     r.add_argument("--profile", default="quick", choices=sorted(PROFILES))
     r.add_argument("--device", default=None, help="override the profile's device (cpu, cuda)")
@@ -120,14 +138,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--param", dest="params", action="append", default=None, metavar="KEY=VALUE",
                    help="a parameter of the --only page(s), e.g. -p n_images=1 (repeatable; typed and checked "
                         "against the notebook's parameters cell)")
+    r.add_argument("--executor", default="local", choices=["local", "dask"],
+                   help="who computes the attacks: local (this process, default) or dask (a dask.distributed "
+                        "cluster: give --scheduler or --cluster)")
+    r.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="address of an existing Dask scheduler, e.g. tcp://10.0.0.5:8786 (--executor dask)")
+    r.add_argument("--cluster", default=None, metavar="local:N",
+                   help="start a local Dask cluster of N worker processes (--executor dask)")
     r.add_argument("--no-build", action="store_true", help="skip jupyter-book build")
     r.add_argument("--data-root", default=None,
                    help="torchvision data root (default $WDLG_DATA_ROOT, else ./data in the repository)")
     r.add_argument("--results-root", default=None,
                    help="results folder (default $WDLG_RESULTS_ROOT, else results/ in the repository)")
 
-    rec = sub.add_parser("record", help="ship a page's results into the book of record (record/)")
-    rsub = rec.add_subparsers(dest="record_command", required=True, metavar="{ship}")
+    b = sub.add_parser("book", help="build the book from a shipped archive, computing nothing",
+                       description="Build the book of record from record/book_<profile>/ (executed pages, labs, "
+                                   "results and figures): no attack is computed.")
+    b.add_argument("--from", dest="source", default="record", metavar="DIR",
+                   help="record folder holding book_<profile>/ (default record)")
+    b.add_argument("--profile", default="record", choices=sorted(PROFILES), help="which archived book (default record)")
+
+    rec = sub.add_parser("record", help="ship results into the book of record (record/)")
+    rsub = rec.add_subparsers(dest="record_command", required=True, metavar="{ship,ship-book}")
+    rb = rsub.add_parser("ship-book", help="archive pages of a book run into record/book_<profile>/",
+                         description="Copy pages' results files, figures and executed notebooks, with each page's "
+                                     "provenance (commit, machine, versions, attack count and compute time), into "
+                                     "record/book_<profile>/, then render the replication summary from the archive.")
+    rb.add_argument("--profile", default="record", choices=sorted(PROFILES))
+    rb.add_argument("--results-root", required=True, help="the results folder the run used")
+    rb.add_argument("--book-dir", default=None, help="the book folder holding the run's executed notebooks "
+                                                     "(default: this checkout's book/)")
+    rb.add_argument("--page", action="append", default=None, metavar="NAME",
+                    help="page to ship (repeatable; default: every page with a results file)")
     rs = rsub.add_parser("ship", help="copy <results>/<profile>/<page>.json and its figures to record/<run>/")
     rs.add_argument("--from", dest="source", required=True, help="results folder of one profile (<results>/<profile>)")
     rs.add_argument("--page", required=True, help="results-file stem, e.g. sensitivity")
@@ -314,7 +356,35 @@ def cmd_run(args) -> int:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     _check_data_root(args.data_root)
     return run(profile=args.profile, device=args.device, jobs=args.jobs, only=args.only, build=not args.no_build,
-               data_root=args.data_root, results_root=args.results_root, threads=args.threads, params=args.params)
+               data_root=args.data_root, results_root=args.results_root, threads=args.threads, params=args.params,
+               executor=args.executor, scheduler=args.scheduler, cluster=args.cluster)
+
+
+def cmd_plan(args) -> int:
+    """``wdlg plan``: print the attack plan (:func:`wdlg_core.plan.make_plan`) and its estimate."""
+    from .plan import estimate, format_plan, make_plan
+    from .runner import page_names, parse_parameters, select, load_manifest
+    from .store import ResultStore
+
+    _check_data_root(args.data_root)
+    specs = select(load_manifest(), args.only)
+    params = parse_parameters(args.params, specs if args.only else []) if args.params else {}
+    store = ResultStore(args.results_root, profile=args.profile)
+    plan = make_plan(args.profile, page_names(specs), params, store=store, data_root=args.data_root)
+    device = args.device or plan.profile.device
+    if not args.no_estimate:
+        from .device import check_device
+
+        try:
+            check_device(device)
+        except ValueError:  # e.g. the paper profile (cuda) planned on a laptop: price it on this CPU
+            print(f"note: the profile's device {device!r} is not available here; the estimate is for this CPU "
+                  f"(run `wdlg plan` on the {device} machine for its own)")
+            device = "cpu"
+        estimate(plan, device)
+    print(format_plan(plan, device))
+    print(f"results store: {store.folder}")
+    return 0
 
 
 def _check_data_root(root) -> None:
@@ -329,9 +399,24 @@ def cmd_record(args) -> int:
     """``wdlg record ship``: copy a page's results file and figures into record/ (:func:`wdlg_core.record.ship`)."""
     from .record import ship
 
+    if args.record_command == "ship-book":
+        from .record import ship_book
+
+        prov = ship_book(args.profile, args.results_root, args.book_dir, pages=args.page)
+        summary = prov.get("summary", {})
+        print(f"book of record {args.profile}: {len(prov['pages'])} page(s) archived; summary: "
+              f"{summary.get('claims')} claims, {summary.get('verdicts')}")
+        return 0
     out = ship(args.source, args.page, args.run)
     print(f"shipped {out}")
     return 0
+
+
+def cmd_book(args) -> int:
+    """``wdlg book --from record``: build the archived book (:func:`wdlg_core.runner.build_from_archive`)."""
+    from .runner import build_from_archive
+
+    return build_from_archive(args.profile, args.source)
 
 
 def cmd_course(args) -> int:
@@ -358,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     ``wdlg: error: ...`` and return 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"attack": cmd_attack, "data": cmd_data, "run": cmd_run, "record": cmd_record,
+    handler = {"attack": cmd_attack, "data": cmd_data, "plan": cmd_plan, "run": cmd_run, "book": cmd_book, "record": cmd_record,
                "course": cmd_course}[args.command]
     try:
         return handler(args)

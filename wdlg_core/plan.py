@@ -9,7 +9,7 @@
 3. :func:`execute` computes the missing ones, grouped across pages into the largest batches
    of the batched engine (one group: same model, input shape and configuration up to the
    seed; the engine chunks a group to its memory budget), with one progress bar over all
-   attacks. ``executor="local"`` runs them in this process; ``executor="dask"`` sends one
+   attacks. ``executor="local"`` runs them on this machine; ``executor="dask"`` sends one
    task per batch to a dask.distributed cluster (an existing scheduler, or a LocalCluster
    of N worker processes), whose workers write their records into the shared results store.
 
@@ -137,19 +137,21 @@ def _page_params(name: str, params: dict | None, data_root) -> dict:
 #: their difference times the steady iterations.
 CALIBRATION_ITERATIONS = (2, 8)
 #: Attacks in each calibration batch.
-CALIBRATION_BATCH = 16
+CALIBRATION_BATCH = 8
 
 
 def model_macs(model_name: str, shape: tuple, num_classes: int) -> int:
     """Multiply-accumulates of one forward pass of ``model_name`` on one (C, H, W) image:
     the sum over Conv2d and Linear layers (hooks on a forward of zeros). The cost of a
-    gradient-matching evaluation (forward, backward, double backward) is about proportional."""
+    gradient-matching evaluation (forward, backward, double backward) is about proportional.
+    Computed on torch's meta device, so it takes milliseconds even for Inception-v3."""
     import torch
     from torch import nn
 
     from .models import build_model
 
-    model = build_model(model_name, tuple(shape), num_classes, seed=0).eval()
+    with torch.device("meta"):  # shapes only: no weights are initialised, no arithmetic is done
+        model = build_model(model_name, tuple(shape), num_classes, seed=0).eval()
     total = [0]
 
     def hook(layer, inputs, out):
@@ -160,7 +162,7 @@ def model_macs(model_name: str, shape: tuple, num_classes: int) -> int:
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
-        model(torch.zeros(1, *shape))
+        model(torch.zeros(1, *shape, device="meta"))
     for h in handles:
         h.remove()
     return int(total[0])
@@ -308,7 +310,7 @@ def run_batch_task(jobs: list[Job], root: str, profile: str, version: str, devic
             threads = None
     configure_threads(threads)
     store = ResultStore(root, profile=profile, version=version)
-    run_jobs(jobs, store, device=device, progress=False)
+    run_jobs(jobs, store, device=device, progress=False, read_only=False)
     return [store.key(j.config, j.case) for j in jobs]
 
 
@@ -361,7 +363,8 @@ def execute(plan: Plan, store: ResultStore, executor: str = "local", scheduler: 
         plan: from :func:`make_plan` (its ``stored`` flags are updated).
         store: the results store (a folder every Dask worker can write: a shared filesystem
             on a cluster).
-        executor: ``"local"`` (this process, torch's threads) or ``"dask"``.
+        executor: ``"local"`` (this machine: a worker process per core on a CPU, this process on
+            a GPU; :func:`_execute_local`) or ``"dask"``.
         scheduler, cluster: for ``"dask"``: an existing scheduler's address, or ``local:N``.
         device: torch device (default: the profile's).
         progress: one tqdm bar over all attacks, with an ETA (None: only on a terminal).
@@ -393,9 +396,7 @@ def execute(plan: Plan, store: ResultStore, executor: str = "local", scheduler: 
     n_batches = 0
     try:
         if missing and client is None:
-            n_batches = len(batches(missing))
-            run_jobs(missing, store, device=device, progress=progress, desc="batch",
-                     on_result=lambda *_: bar.update(1))
+            n_batches = _execute_local(missing, store, device, bar)
         elif missing:
             n_batches = _execute_dask(client[0], missing, store, device, bar)
     finally:
@@ -407,6 +408,47 @@ def execute(plan: Plan, store: ResultStore, executor: str = "local", scheduler: 
     plan.stored = [True] * len(plan.stored)
     return {"computed": len(missing), "seconds": time.perf_counter() - start, "batches": n_batches,
             "executor": executor}
+
+
+def _cost(part: list[Job]) -> float:
+    """A batch's rough cost, to start the longest first: attacks x iterations x pixels (x 4
+    for the big networks, whose cost per pixel is higher)."""
+    j = part[0]
+    big = 4 if j.case.model not in ("lenet", "fcn") else 1
+    return len(part) * j.config.iterations * j.images.numel() * big
+
+
+def _execute_local(jobs: list[Job], store: ResultStore, device: str, bar) -> int:
+    """Compute ``jobs`` on this machine; returns the number of batches.
+
+    On a CPU with several cores, one batch per core at a time, each in a worker process of
+    this machine with one torch thread (the batched engine keeps a core busier with a batch of
+    its own than two cores sharing one batch: the quick book's attacks take 120 s so and 223 s
+    in this process with two torch threads), the longest batches first. On one core, or on a GPU (the batches share the device), in this
+    process, one batch after the other."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from .device import configure_threads
+
+    cores = configure_threads()
+    workers = 1 if str(device).startswith("cuda") else max(1, min(cores, os.cpu_count() or 1))
+    # whole groups, longest first: a group split in two to keep both cores busy costs more than
+    # it saves (the quick book: 120 s with whole groups, 159 s split; issue 16's closing note)
+    parts = sorted(batches(jobs), key=_cost, reverse=True)
+    if workers == 1:
+        for part in parts:
+            run_jobs(part, store, device=device, progress=False, read_only=False,
+                     on_result=lambda *_: bar.update(1))
+        return len(parts)
+    root = str(store.root.resolve())
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(run_batch_task, [_portable(j) for j in part], root, store.profile, store.version,
+                               device, 1): len(part) for part in parts}
+        for fut in as_completed(futures):
+            fut.result()  # a batch that failed raises here, with the worker's error
+            bar.update(futures[fut])
+    return len(parts)
 
 
 def _dask(scheduler, cluster, store: ResultStore):

@@ -1,14 +1,20 @@
-"""``wdlg run``: execute the book's notebooks with papermill, check their results, build the book.
+"""``wdlg run``: plan and compute every page's attacks, execute the notebooks with papermill,
+check their results, build the book.
 
 Steps:
 
 1. read ``notebooks/manifest.yml`` (which notebooks, which results file each must write);
-2. execute each notebook with papermill (parameters ``profile`` and, if given, ``device``)
+2. plan: every selected page's attacks (``wdlg_core.pages``), de-duplicated by store key, and
+   compute the missing ones with the chosen executor (:mod:`wdlg_core.plan`: in this process,
+   or on a dask.distributed cluster), one progress bar over all attacks;
+3. execute each notebook with papermill (parameters ``profile`` and, if given, ``device``)
    into ``book/notebooks/<name>.ipynb`` (generated, git-ignored), several at once in separate
-   processes; each notebook's torch gets ``cores // jobs`` threads through
-   ``$WDLG_TORCH_THREADS`` / ``$OMP_NUM_THREADS`` so parallel notebooks do not oversubscribe;
-3. check that each notebook wrote ``results/<profile>/<results file>`` during this run;
-4. build the book with ``jupyter-book build book -W`` (execution is off in ``_config.yml``:
+   processes, with the results store read-only (``$WDLG_STORE_READ_ONLY=1``): the notebooks
+   load and render, and a page asking for an attack outside its plan fails naming it; each
+   notebook's torch gets ``cores // jobs`` threads through ``$WDLG_TORCH_THREADS`` /
+   ``$OMP_NUM_THREADS`` so parallel notebooks do not oversubscribe;
+4. check that each notebook wrote ``results/<profile>/<results file>`` during this run;
+5. build the book with ``jupyter-book build book -W`` (execution is off in ``_config.yml``:
    the book shows exactly the executed copies; any warning fails the build).
 
 The course's labs (``course/labs/``, :mod:`wdlg_core.course`) run in the same pool as the pages,
@@ -31,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .experiments import THREADS_ENV
+from .experiments import READ_ONLY_ENV, THREADS_ENV
 from .provenance import REPO_ROOT
 from .store import RESULTS_ROOT_ENV
 
@@ -140,6 +146,13 @@ def select(specs: list[NotebookSpec], only: list[str] | None) -> list[NotebookSp
         raise ValueError(f"unknown notebook(s) {unknown}; valid names: {', '.join(names)}")
     pages = any(s.parameters and not s.final for s in specs if s.name in only)  # not only course labs
     return [s for s in specs if s.name in only or (s.final and pages)]
+
+
+def page_names(specs: list[NotebookSpec]) -> list[str]:
+    """The names of the pages among ``specs`` that may need attacks, in order: not the course
+    labs, nor the ``final`` replication summary (it reads the other pages, and takes none of
+    their ``-p`` parameters)."""
+    return [s.name for s in specs if s.parameters and not s.final]
 
 
 #: Parameters every page takes that choose where and on what it runs, not what it measures.
@@ -323,7 +336,7 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
                   out_dir: str | os.PathLike | None = None, results_root: str | os.PathLike | None = None,
                   data_root: str | os.PathLike | None = None, extra_parameters: dict | None = None,
                   progress: bool = True, threads: int | None = None,
-                  page_parameters: dict | None = None) -> list[NotebookRun]:
+                  page_parameters: dict | None = None, read_only: bool = False) -> list[NotebookRun]:
     """Execute ``specs`` in parallel processes and check their results files.
 
     Args:
@@ -341,6 +354,8 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
         page_parameters: papermill parameters for the pages only (not the ``final`` summary),
             from ``wdlg run -p`` (:func:`parse_parameters`).
         progress: show a progress bar.
+        read_only: the pages may not compute attacks (``$WDLG_STORE_READ_ONLY=1``: the planner
+            has stored them; a page asking for another fails, naming it).
 
     Returns:
         One :class:`NotebookRun` per spec, in manifest order.
@@ -356,6 +371,8 @@ def run_notebooks(specs: list[NotebookSpec], profile: str, device: str | None = 
     env = {THREADS_ENV: str(threads), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            RESULTS_ROOT_ENV: str(results_root), "PYDEVD_DISABLE_FILE_VALIDATION": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)}
+    if read_only:
+        env[READ_ONLY_ENV] = "1"
     data_root = data_root or os.environ.get(DATA_ROOT_ENV)
     if data_root:
         env[DATA_ROOT_ENV] = str(Path(data_root).expanduser().resolve())
@@ -452,12 +469,61 @@ def placeholders(specs: list[NotebookSpec], book_dir: str | os.PathLike | None =
         "\"not run\" until then."))]
 
 
-def build_book(book_dir: str | os.PathLike | None = None) -> tuple[bool, float, str]:
-    """``jupyter-book build <book> -W``, after :func:`placeholders` for pages never executed.
-    Returns (success, seconds, combined output)."""
+#: The introduction's paragraph on what this build shows (generated before every build, git-ignored).
+BUILD_NOTE = "build_note.md"
+
+
+def write_build_note(profile: str, book_dir: str | os.PathLike | None = None, archive: dict | None = None) -> Path:
+    """Write ``book/build_note.md``, which the introduction includes: which profile this build
+    shows, and how the book of record was computed and is reproduced (from its archive's
+    provenance, :func:`wdlg_core.record.check_archive`, when one is shipped)."""
+    from .profiles import get_profile
+    from .record import check_archive
+
+    book_dir = Path(book_dir) if book_dir is not None else BOOK_DIR
+    p = get_profile(profile)
+    if archive is not None:
+        pages = archive.get("pages", {})
+        commits = sorted({m.get("git_commit") for m in pages.values()})
+        shown = (f"This build shows the **book of record**: profile **{profile}** ({p.description}), "
+                 f"{len(pages)} of {len(pages) + len(archive.get('missing', []))} pages, computed at commit(s) "
+                 f"{', '.join(f'`{c}`' for c in commits)}; no attack was computed to build it.")
+        if archive.get("missing"):
+            shown += (" The pages not yet computed at this scale say so and link the command that computes them: "
+                      f"{', '.join(archive['missing'])}.")
+    else:
+        shown = f"This build shows profile **{profile}** ({p.description}), computed when the book was built."
+    try:
+        rec = check_archive("record")
+    except ValueError:
+        rec = None
+    if rec is not None:
+        pages = rec.get("pages", {})
+        attacks = sum(m.get("attacks", 0) for m in pages.values())
+        hours = sum(m.get("attack_seconds", 0.0) for m in pages.values()) / 3600
+        cores = sorted({m.get("cpu_count") for m in pages.values()})
+        how = (f"The book of record (profile `record`) ships with the project under `record/book_record/`: "
+               f"{len(pages)} pages so far, {attacks} attacks, {hours:.1f} hours of attack computation on "
+               f"{'/'.join(map(str, cores))}-core CPUs. `make book-record` builds it in seconds without computing "
+               "anything; `wdlg plan --profile record` prints what the rest needs and "
+               "`wdlg run --profile record --results-root DIR` computes it, resuming where an interrupted run stopped.")
+    else:
+        how = ("The book of record (profile `record`) is not shipped in this copy; `wdlg run --profile record` "
+               "computes it (`wdlg plan --profile record` prints its size and an estimate of its time first).")
+    path = book_dir / BUILD_NOTE
+    path.write_text(f"{shown} The quick profile (`make book`) runs the same code on fewer images with fewer "
+                    f"iterations in about four minutes on a 2-core CPU. {how}\n")
+    return path
+
+
+def build_book(book_dir: str | os.PathLike | None = None, profile: str = "quick",
+               archive: dict | None = None) -> tuple[bool, float, str]:
+    """``jupyter-book build <book> -W``, after :func:`placeholders` for pages never executed
+    and the build note (:func:`write_build_note`). Returns (success, seconds, combined output)."""
     from . import course
 
     book_dir = Path(book_dir) if book_dir is not None else BOOK_DIR
+    write_build_note(profile, book_dir, archive)
     missing = placeholders(load_manifest(), book_dir)
     if (REPO_ROOT / "course" / "labs").is_dir():  # the labs' pages and their student versions
         missing += course.placeholders(book_dir)
@@ -497,29 +563,53 @@ def _finish_labs(specs: list[NotebookSpec], runs: list[NotebookRun]) -> None:
 
 def run(profile: str = "quick", device: str | None = None, jobs: int | None = None, only: list[str] | None = None,
         build: bool = True, data_root: str | None = None, results_root: str | None = None,
-        threads: int | None = None, params: list[str] | None = None) -> int:
+        threads: int | None = None, params: list[str] | None = None, executor: str = "local",
+        scheduler: str | None = None, cluster: str | None = None) -> int:
     """The whole ``wdlg run``; prints progress and a report, returns the exit code (0 = all
     notebooks ran, wrote their results, and the book built without warnings).
+
+    1. plan: every selected page's attacks, de-duplicated (:func:`wdlg_core.plan.make_plan`);
+    2. execute the missing attacks with ``executor`` (:func:`wdlg_core.plan.execute`: in this
+       process, or on a Dask cluster given by ``scheduler`` or ``cluster``);
+    3. execute the notebooks with the store read-only: they load and render, and a page that
+       asks for an attack outside its plan fails naming it;
+    4. build the book.
 
     ``params``: ``-p KEY=VALUE`` page parameters (with ``only``; :func:`parse_parameters`).
 
     Raises:
         ValueError: unknown profile or notebook name (messages list the valid ones), a CUDA
-            device that torch cannot see, or a bad page parameter.
+            device that torch cannot see, a bad page parameter, or an executor that cannot run
+            (:class:`wdlg_core.plan.PlanError`: unreachable scheduler, unwritable store).
     """
+    from .plan import duration, execute, format_plan, make_plan
     from .profiles import get_profile
+    from .store import ResultStore
 
     from .experiments import check_device
 
     check_device(get_profile(profile, device=device).device)  # unknown profile: error lists the valid ones
     specs = select(load_manifest() + course_specs(), only)
     page_parameters = parse_parameters(params, specs if only else []) if params else {}
+    results_root = str(Path(results_root or os.environ.get(RESULTS_ROOT_ENV) or REPO_ROOT / "results").resolve())
+    t0 = time.perf_counter()
+    store = ResultStore(results_root, profile=profile)
+    plan = make_plan(profile, page_names(specs), page_parameters, store=store, data_root=data_root)
+    print(format_plan(plan))
+    try:
+        report = execute(plan, store, executor=executor, scheduler=scheduler, cluster=cluster, device=device)
+    except KeyboardInterrupt:
+        print(f"\nwdlg run: interrupted after {time.perf_counter() - t0:.0f} s. Every attack finished so far is "
+              "stored and loaded by the next run.", file=sys.stderr)
+        return 130
+    if report["computed"]:
+        print(f"computed {report['computed']} attack(s) in {report['batches']} batch(es) with the {executor} "
+              f"executor in {duration(report['seconds'])}")
     specs, cached = _skip_unchanged_labs(specs)
     if cached:
         print(f"course labs unchanged since their last run, not run again: {', '.join(cached)}")
-    t0 = time.perf_counter()
     try:
-        runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root,
+        runs = run_notebooks(specs, profile, device=device, jobs=jobs, data_root=data_root, read_only=True,
                              results_root=results_root, threads=threads, page_parameters=page_parameters)
     except KeyboardInterrupt:
         print(f"\nwdlg run: interrupted after {time.perf_counter() - t0:.0f} s. Attacks already stored are loaded "
@@ -538,11 +628,45 @@ def run(profile: str = "quick", device: str | None = None, jobs: int | None = No
         return 1
     if build:
         print(f"\nbuilding the book: jupyter-book build {BOOK_DIR.relative_to(REPO_ROOT)} -W ...")
-        ok, seconds, output = build_book()
+        ok, seconds, output = build_book(profile=profile)
         if not ok:
             print(output[-6000:], file=sys.stderr)
             print(f"FAILED: jupyter-book build -W ({seconds:.0f} s); see the output above", file=sys.stderr)
             return 1
         print(f"book built in {seconds:.0f} s: {BOOK_DIR / '_build' / 'html' / 'index.html'}")
-    print(f"wdlg run: done in {time.perf_counter() - t0:.0f} s")
+    wall = time.perf_counter() - t0
+    write_run_report(store, plan, report, wall, executor)
+    print(f"wdlg run: done in {wall:.0f} s")
+    return 0
+
+
+def write_run_report(store, plan, report: dict, wall: float, executor: str) -> Path:
+    """``<results>/<profile>/run.json``: this run's wall time (s), date, attacks planned, computed
+    and loaded, and executor (the book of record's provenance reads it)."""
+    from .provenance import provenance
+    from .store import atomic_write_json
+
+    return atomic_write_json(store.folder / "run.json", {
+        "profile": plan.profile.name, "wall_seconds": round(wall, 1), "date": provenance()["date"],
+        "attacks": len(plan.jobs), "computed": report["computed"], "loaded": len(plan.jobs) - report["computed"],
+        "executor": executor, "pages": [c.page for c in plan.pages]})
+
+
+def build_from_archive(profile: str = "record", root: str | os.PathLike | None = None) -> int:
+    """``wdlg book --from record``: the archived book of ``profile``, built without computing
+    any attack (:func:`wdlg_core.record.restore_book`, then :func:`build_book`). ``root``: the
+    record folder (``"record"`` or None: the project's). Returns the exit code."""
+    from .record import record_root, restore_book
+
+    t0 = time.perf_counter()
+    root = record_root() if root in (None, "record", "record/") else root
+    prov = restore_book(profile, root)
+    print(f"book of record: profile {profile}, {len(prov['pages'])} page(s) archived"
+          + (f", not yet: {', '.join(prov['missing'])}" if prov["missing"] else "") + "; building ...")
+    ok, seconds, output = build_book(profile=profile, archive=prov)
+    if not ok:
+        print(output[-6000:], file=sys.stderr)
+        print(f"FAILED: jupyter-book build -W ({seconds:.0f} s); see the output above", file=sys.stderr)
+        return 1
+    print(f"book built in {time.perf_counter() - t0:.0f} s: {BOOK_DIR / '_build' / 'html' / 'index.html'}")
     return 0

@@ -40,6 +40,16 @@ class MissingRecords(RuntimeError):
                          f"({shown}{more}); compute them with `wdlg run --profile {store.profile}` "
                          f"(`--only PAGE` for one page, `--results-root {store.root}` for this store)")
 
+    def __reduce__(self):  # picklable: a worker process's error reaches the planner intact
+        return (_missing_records, (str(self),))
+
+
+def _missing_records(message: str) -> MissingRecords:
+    err = MissingRecords.__new__(MissingRecords)
+    RuntimeError.__init__(err, message)
+    err.jobs = []
+    return err
+
 
 #: How a missing number (None or NaN) reads in a page's text and tables, never "nan".
 MISSING = "n/a"
@@ -111,7 +121,8 @@ def job_defense(job: Job):
 
 
 def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress: bool | None = True,
-             desc: str = "attacks", max_chunk: int = 512, on_result=None) -> list[AttackResult]:
+             desc: str = "attacks", max_chunk: int = 512, on_result=None,
+             read_only: bool | None = None) -> list[AttackResult]:
     """Run (or load from ``store``) every job through the batched engine.
 
     Stored jobs are loaded, not recomputed. The others are grouped by model, input shape and
@@ -130,6 +141,8 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
         max_chunk: most attacks per batched chunk.
         on_result: called as ``on_result(job, result)`` after each computed attack is saved
             (the planner's progress bar over all attacks).
+        read_only: refuse to compute (None: ``$WDLG_STORE_READ_ONLY == "1"``, how ``wdlg run``
+            runs the notebooks; the planner's executors pass False).
 
     Returns:
         One :class:`AttackResult` per job, in the order of ``jobs``.
@@ -149,7 +162,9 @@ def run_jobs(jobs: list[Job], store: ResultStore, device: str = "cpu", progress:
     configure_threads()
     results: list[AttackResult | None] = [store.load(j.config, j.case) for j in jobs]
     store.loaded += sum(r is not None for r in results)
-    if os.environ.get(READ_ONLY_ENV) == "1" and any(r is None for r in results):
+    if read_only is None:
+        read_only = os.environ.get(READ_ONLY_ENV) == "1"
+    if read_only and any(r is None for r in results):
         raise MissingRecords([j for j, r in zip(jobs, results) if r is None], store, desc)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):

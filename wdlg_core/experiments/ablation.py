@@ -44,7 +44,7 @@ COLUMNS = {
 
 def run_ablation(profile: str | Profile = "quick", n_images=None, iterations=None, model=None, seed=None,
                  store: ResultStore | None = None, device=None, data_root=None,
-                 progress: bool | None = True) -> SuccessRun:
+                 progress: bool | None = True, jobs_only: bool = False) -> SuccessRun:
     """Attack the first ``n_images`` CIFAR-10 images with DLG, iDLG and WDLG (batch size 1).
 
     Args:
@@ -54,13 +54,15 @@ def run_ablation(profile: str | Profile = "quick", n_images=None, iterations=Non
         store: results store (default ``ResultStore(profile=<profile name>)``).
         data_root: torchvision data root (default ``$WDLG_DATA_ROOT`` or ``./data``).
         progress: tqdm progress bars.
+        jobs_only: return the jobs without running or loading any (the page's ``jobs()``).
 
     Returns:
         :class:`wdlg_core.experiments.success.SuccessRun`: one table row per attack (columns
         method, index, mse, final_loss, success, iterations_to_success, ...; see there).
     """
     return run_success(profile, datasets=(DATASET,), methods=VARIANTS, n_images=n_images, iterations=iterations,
-                       model=model, seed=seed, store=store, device=device, data_root=data_root, progress=progress)
+                       model=model, seed=seed, store=store, device=device, data_root=data_root, progress=progress,
+                       jobs_only=jobs_only)
 
 
 def summarize_ablation(table: pd.DataFrame, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:

@@ -266,7 +266,8 @@ def iterations_to_fraction(iterations, mses, fraction: float = 0.9) -> float:
 
 def run_architectures(profile: str | Profile = "quick", archs=None, methods=None, n_images=None, iterations=None,
                       sizes=None, seed=None, store: ResultStore | None = None, device=None, data_root=None,
-                      progress: bool | None = True) -> ArchitectureRun:
+                      progress: bool | None = True,
+                      jobs_only: bool = False) -> ArchitectureRun:
     """Attack the first ``n_images`` CIFAR-10 images on every architecture with every method.
 
     Optimiser (L-BFGS, lr, line search), dummy seed, model seed, data split/source and the
@@ -281,6 +282,9 @@ def run_architectures(profile: str | Profile = "quick", archs=None, methods=None
         store: results store (default ``ResultStore(profile=<profile name>)``).
         data_root: torchvision data root.
         progress: tqdm progress bars.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         :class:`ArchitectureRun`.
@@ -302,12 +306,15 @@ def run_architectures(profile: str | Profile = "quick", archs=None, methods=None
     for a in s.sizes:
         imgs = resize_images(raw, s.sizes[a])                                  # (n, 3, size, size)
         originals[a] = imgs.numpy()
-        params[a] = parameter_count(a, s.sizes[a])
+        if not jobs_only:  # builds the network: seconds for the large ones
+            params[a] = parameter_count(a, s.sizes[a])
         for i in range(n):
             case = Case(dataset=DATASET, indices=(i,), model=REGISTRY[a], model_seed=p.model_seed, split=p.split,
                         source=p.source, num_classes=10, images_sha256=images_fingerprint(imgs[i:i + 1]))
             for m in s.methods[a]:
                 jobs.append(Job(p.attack_config(m, iterations=s.iterations[a]), case, imgs[i:i + 1], labels[i:i + 1]))
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="architectures")
 
     rows, curves, recs = [], [], {}

@@ -141,7 +141,8 @@ class BatchSweep:
 def run_batch_sweep(profile: str | Profile = "quick", methods=("dlg", "wdlg"), n_single=None, n_batches=None,
                     batch_size: int = BATCH_SIZE, singles: str = "first", iterations=None, snapshots=(),
                     model=None, seed=None, store: ResultStore | None = None, device=None, data_root=None,
-                    progress: bool | None = True) -> BatchSweep:
+                    progress: bool | None = True,
+                    jobs_only: bool = False) -> BatchSweep:
     """Attack CIFAR-10 images alone (B = 1) and in batches of ``batch_size`` with each method.
 
     Args:
@@ -159,6 +160,9 @@ def run_batch_sweep(profile: str | Profile = "quick", methods=("dlg", "wdlg"), n
         store: results store (default ``ResultStore(profile=<profile name>)``).
         data_root: torchvision data root (default ``$WDLG_DATA_ROOT`` or ``./data``).
         progress: tqdm progress bars.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         :class:`BatchSweep`.
@@ -200,6 +204,10 @@ def run_batch_sweep(profile: str | Profile = "quick", methods=("dlg", "wdlg"), n
         originals[idx] = images[list(idx)].numpy()
         for m in p.methods:
             jobs.append(Job(config[m], case(idx), images[list(idx)], labels[list(idx)]))
+
+    if jobs_only:
+
+        return jobs
 
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="batch sweep")
 

@@ -148,7 +148,8 @@ def attack_config(p: Profile, method: str, iterations: int):
 
 def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=None, methods=None,
                    store: ResultStore | None = None, device=None, data_root=None,
-                   progress: bool | None = True) -> Comparison:
+                   progress: bool | None = True,
+                   jobs_only: bool = False) -> Comparison:
     """Attack the first ``n_images`` test images of MNIST and CIFAR-10 on LeNet and CNN6 with
     every method (batch size 1).
 
@@ -162,6 +163,9 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
         device: torch device of the optimisation attacks (R-GAP always runs on the CPU).
         data_root: torchvision data root.
         progress: progress bars.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         :class:`Comparison`.
@@ -189,7 +193,8 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
     bad = [m for m in methods if m not in avail]
     if bad:
         raise ValueError(f"method(s) {bad} not available; valid choices here: {', '.join(avail)}")
-    check_device(p.device)
+    if not jobs_only:
+        check_device(p.device)
     store = store or ResultStore(profile=p.name)
     opt = [m for m in methods if m in OPTIMISATION]
 
@@ -209,6 +214,8 @@ def run_comparison(profile: str | Profile = "quick", n_images=None, iterations=N
             for m in opt:
                 jobs.append(Job(attack_config(p, m, per_model[model]), case, images[i:i + 1], labels[i:i + 1]))
                 meta.append((model, ds, m, i, int(labels[i])))
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="Table 3") if jobs else []
 
     rows, recs, layers = [], {}, {}

@@ -97,7 +97,8 @@ def _commit(result) -> str | None:
 def run_convergence(profile: str | Profile = "quick", dataset: str | None = None, model=None, methods=None,
                     n_images=None, iterations=None, seed=None, record_every: int | None = None,
                     store: ResultStore | None = None, device=None, data_root=None,
-                    progress: bool | None = True) -> Convergence:
+                    progress: bool | None = True,
+                    jobs_only: bool = False) -> Convergence:
     """Attack the first ``n_images`` images of ``dataset`` once per method and keep the curves.
 
     Figures 5 (loss) and 6 (image MSE) both call this with the same arguments: the attacks
@@ -114,6 +115,9 @@ def run_convergence(profile: str | Profile = "quick", dataset: str | None = None
         data_root: torchvision data root (default ``$WDLG_DATA_ROOT`` or ``./data``).
         progress: tqdm progress bars.
 
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
+
     Returns:
         :class:`Convergence`.
 
@@ -129,6 +133,8 @@ def run_convergence(profile: str | Profile = "quick", dataset: str | None = None
     images, labels, cases, src = _cases(p, dataset, p.n_images, data_root)
     jobs = [Job(p.attack_config(m, record_every=record_every), case, images[i:i + 1], labels[i:i + 1])
             for i, case in enumerate(cases) for m in p.methods]
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="convergence")
 
     rows, curves = [], []
@@ -245,7 +251,8 @@ def default_dummies(n_images: int, min_pairs: int = FIRST_LOSS_MIN_PAIRS) -> int
 
 def run_first_loss(profile: str | Profile = "quick", datasets=None, model=None, n_images=None,
                    dummies: int | None = None, seed=None, store: ResultStore | None = None, device=None,
-                   data_root=None, progress: bool | None = True) -> FirstLoss:
+                   data_root=None, progress: bool | None = True,
+                   jobs_only: bool = False) -> FirstLoss:
     """The gradient-matching loss of the initial dummy, DLG and WDLG, for several images and
     dummy initialisations per dataset (paper Figure 7).
 
@@ -264,6 +271,9 @@ def run_first_loss(profile: str | Profile = "quick", datasets=None, model=None, 
         dummies: dummy seeds per image (default per dataset :func:`default_dummies` of the
             images it has, so each dataset gets at least :data:`FIRST_LOSS_MIN_PAIRS` pairs).
         store, data_root, progress: as in :func:`run_convergence`.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         :class:`FirstLoss`.
@@ -284,6 +294,8 @@ def run_first_loss(profile: str | Profile = "quick", datasets=None, model=None, 
             for s in range(p.seed, p.seed + d):
                 for m in p.methods:
                     jobs.append(Job(p.attack_config(m, iterations=1, seed=s), case, images[i:i + 1], labels[i:i + 1]))
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="first loss")
     table = pd.DataFrame([{
         "dataset": j.case.dataset, "method": j.config.method, "index": j.case.indices[0], "dummy_seed": j.config.seed,

@@ -197,11 +197,13 @@ def cached_training(store: ResultStore, defense: dict | None, **budget) -> dict:
 
 
 def attack_settings(profile: str | Profile, settings, n_images=None, iterations=None, store=None, device=None,
-                    data_root=None, progress: bool | None = True) -> pd.DataFrame:
+                    data_root=None, progress: bool | None = True,
+                    jobs_only: bool = False) -> pd.DataFrame:
     """WDLG on the first ``n_images`` MNIST images under each setting's defence.
 
     Returns one row per attack (as :func:`wdlg_core.experiments.noise_defense.run_sweep`, with
-    columns setting and kind added; ``sigma`` is 0 there for non-Gaussian defences).
+    columns setting and kind added; ``sigma`` is 0 there for non-Gaussian defences); with
+    ``jobs_only``, the jobs (list of :class:`Job`) without running or loading any.
     """
     from . import count_or_default, run_jobs
 
@@ -218,6 +220,8 @@ def attack_settings(profile: str | Profile, settings, n_images=None, iterations=
 
             jobs.append(replace(job, case=replace(job.case, defense=defense)))
             labels.append(label)
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="defence attacks")
     table = _rows(jobs, results, store)
     table["sigma"] = [0.0 if j.case.defense is None or j.case.defense["name"] != "gaussian"
@@ -229,7 +233,7 @@ def attack_settings(profile: str | Profile, settings, n_images=None, iterations=
 
 def run_tradeoff(profile: str | Profile = "quick", settings=None, n_images=None, iterations=None, epochs=None,
                  store: ResultStore | None = None, device=None, data_root=None,
-                 progress: bool | None = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 progress: bool | None = True, jobs_only: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Attack and train under every setting; one summary row per setting.
 
     Returns:
@@ -237,7 +241,8 @@ def run_tradeoff(profile: str | Profile = "quick", settings=None, n_images=None,
         success_rate, success_low, success_high (Wilson 95%), psnr (mean dB, inf capped at
         100), ssim, mse (means), accuracy, train_steps, train_epsilon (DP-SGD training, else
         NaN), release_epsilon (DP-SGD: one release of one example's gradient, q = 1, else
-        NaN), delta, sample_rate, cached (training loaded from the cache).
+        NaN), delta, sample_rate, cached (training loaded from the cache). With ``jobs_only``:
+        the attacks' jobs (list of :class:`Job`), nothing run, loaded or trained.
     """
     p = get_profile(profile, device=device)
     settings = settings if settings is not None else SETTINGS.get(p.name, SETTINGS["quick"])
@@ -245,6 +250,8 @@ def run_tradeoff(profile: str | Profile = "quick", settings=None, n_images=None,
     budget = dict(TRAINING.get(p.name, TRAINING["quick"]))
     if epochs is not None:
         budget["epochs"] = int(epochs)
+    if jobs_only:
+        return attack_settings(p, settings, n_images, iterations, store, device, data_root, jobs_only=True)
     attacks = attack_settings(p, settings, n_images, iterations, store, device, data_root, progress)
     rows = []
     for label, defense in settings:

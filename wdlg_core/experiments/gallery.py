@@ -112,7 +112,8 @@ class Gallery:
 
 def run_gallery(profile: str | Profile = "quick", datasets=None, model=None, methods=None, n_images=None,
                 iterations=None, seed=None, store: ResultStore | None = None, device=None, data_root=None,
-                progress: bool | None = True) -> Gallery:
+                progress: bool | None = True,
+                jobs_only: bool = False) -> Gallery:
     """Attack the first ``n_images`` images of each dataset with each method (batch size 1).
 
     Args:
@@ -125,6 +126,9 @@ def run_gallery(profile: str | Profile = "quick", datasets=None, model=None, met
         data_root: torchvision data root (default ``$WDLG_DATA_ROOT`` or ``./data``).
         progress: tqdm progress bar.
 
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
+
     Returns:
         :class:`Gallery`.
 
@@ -135,6 +139,8 @@ def run_gallery(profile: str | Profile = "quick", datasets=None, model=None, met
                     seed=seed, device=device, gallery_images=n_images)
     store = store if store is not None else ResultStore(profile=p.name)
     jobs, originals, sources = single_image_jobs(p, p.gallery_images, data_root)
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="gallery")
 
     rows, recs = [], {}

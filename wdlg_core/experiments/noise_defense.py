@@ -116,7 +116,8 @@ class Panels:
 
 def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int | None = None,
                reference: bool = True, seed=None, store: ResultStore | None = None, device=None, data_root=None,
-               progress: bool | None = True) -> Panels:
+               progress: bool | None = True,
+               jobs_only: bool = False) -> Panels:
     """The paper's Figures 11-14: WDLG on noisy gradients, snapshots up to ``iterations``.
 
     Args:
@@ -127,6 +128,9 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
             ``profile.budget(448)``; snapshots scale with it).
         reference: also attack the undefended gradient (sigma = 0) of each dataset.
         seed, device: profile overrides; store, data_root, progress: as elsewhere.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         :class:`Panels`.
@@ -142,6 +146,8 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
         sig = ((0.0,) if reference else ()) + tuple(sigmas)
         j, originals[ds], sources[ds] = _jobs(p, ds, n, sig, ("wdlg",), iterations, snaps, data_root)
         jobs += j
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="noise panels")
     table = _rows(jobs, results, store)
     snapshots, finals = {}, {}
@@ -154,11 +160,15 @@ def run_panels(profile: str | Profile = "quick", n_images=None, iterations: int 
 
 def run_sweep(profile: str | Profile = "quick", dataset=None, sigmas=None, methods=METHODS, n_images=None,
               iterations: int | None = None, seed=None, store: ResultStore | None = None, device=None,
-              data_root=None, progress: bool | None = True) -> tuple[pd.DataFrame, dict]:
+              data_root=None, progress: bool | None = True,
+              jobs_only: bool = False) -> tuple[pd.DataFrame, dict]:
     """Attack quality against sigma: every method on the first ``n_images`` images per sigma.
 
     Defaults come from :data:`SWEEPS` for the profile's name (``quick`` for others); a
     ``n_images`` of None there means the profile's ``n_images``.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         (table as :class:`Panels`' table, the source dict of the dataset).
@@ -173,6 +183,8 @@ def run_sweep(profile: str | Profile = "quick", dataset=None, sigmas=None, metho
     n = count_or_default(n_images, defaults["n_images"] or p.n_images, "n_images")
     store = store if store is not None else ResultStore(profile=p.name)
     jobs, _, src = _jobs(p, dataset, n, sigmas, tuple(methods), iterations, (), data_root)
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="noise sweep")
     return _rows(jobs, results, store), src
 

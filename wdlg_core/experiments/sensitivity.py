@@ -185,7 +185,8 @@ class SensitivityRun:
 
 def run_sensitivity(profile: str | Profile = "quick", settings=None, datasets=None, n_images=None,
                     iterations=None, seed=None, store: ResultStore | None = None, device=None, data_root=None,
-                    progress: bool | None = True) -> SensitivityRun:
+                    progress: bool | None = True,
+                    jobs_only: bool = False) -> SensitivityRun:
     """Attack the first ``n_images`` images of each dataset with DLG and WDLG under each setting.
 
     Args:
@@ -200,6 +201,9 @@ def run_sensitivity(profile: str | Profile = "quick", settings=None, datasets=No
         store: results store (default ``ResultStore(profile=<profile name>)``).
         data_root: torchvision data root (default ``$WDLG_DATA_ROOT`` or ``./data``).
         progress: tqdm progress bars.
+
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
 
     Returns:
         :class:`SensitivityRun`.
@@ -229,6 +233,8 @@ def run_sensitivity(profile: str | Profile = "quick", settings=None, datasets=No
                 continue
             jobs.append(Job(sp.attack_config(job.config.method), job.case, job.images, job.labels))
             tags.append(s)
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="sensitivity")
 
     rows = []

@@ -174,7 +174,8 @@ class SuccessRun:
 
 def run_success(profile: str | Profile = "quick", datasets=None, model=None, methods=None, n_images=None,
                 iterations=None, seed=None, store: ResultStore | None = None, device=None, data_root=None,
-                progress: bool | None = True) -> SuccessRun:
+                progress: bool | None = True,
+                jobs_only: bool = False) -> SuccessRun:
     """Attack the first ``n_images`` images of each dataset with each method (batch size 1).
 
     The jobs come from :func:`wdlg_core.experiments.gallery.single_image_jobs`, as the
@@ -191,6 +192,9 @@ def run_success(profile: str | Profile = "quick", datasets=None, model=None, met
         data_root: torchvision data root (default ``$WDLG_DATA_ROOT`` or ``./data``).
         progress: tqdm progress bars.
 
+        jobs_only: return the jobs (list of :class:`Job`) without running or loading any
+            (the page's ``jobs()``, :mod:`wdlg_core.pages`).
+
     Returns:
         :class:`SuccessRun`.
 
@@ -201,6 +205,8 @@ def run_success(profile: str | Profile = "quick", datasets=None, model=None, met
                     seed=seed, device=device, n_images=n_images)
     store = store if store is not None else ResultStore(profile=p.name)
     jobs, _, sources = single_image_jobs(p, p.n_images, data_root)
+    if jobs_only:
+        return jobs
     results = run_jobs(jobs, store, device=p.device, progress=progress, desc="table 2")
 
     rows = []
