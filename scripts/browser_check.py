@@ -33,6 +33,12 @@ import sys
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+#: A book page (notebooks/) with a figure shows its first figure within this many px of the top
+#: (answer first; the course's labs put exercises before their figures and are exempt).
+FIRST_FIGURE_MAX_PX = 1200
+#: The replication summary's verdict grid (its first figure) starts within this, and the page is shorter than
+#: SUMMARY_MAX_HEIGHT_PX.
+SUMMARY_FIGURE_MAX_PX, SUMMARY_MAX_HEIGHT_PX = 900, 8000
 # Flags for a sandboxed, offline machine (no background network, no GPU, root user).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -111,6 +117,14 @@ def check(html: Path, out: Path, timeout_ms: int = 30000) -> list[str]:
                                 f"scroll container: {state['overflowing']}")
             if state["parameter_cells"]:
                 problems.append(f"{name}: shows {state['parameter_cells']} parameter cell(s)")
+            first = state["first_figure"]
+            if str(name).startswith("notebooks/") and first is not None and first > FIRST_FIGURE_MAX_PX:
+                problems.append(f"{name}: first figure {first} px from the top (answer first: at most "
+                                f"{FIRST_FIGURE_MAX_PX} px)")
+            if str(name) == "notebooks/replication_summary.html" and (
+                    first is None or first > SUMMARY_FIGURE_MAX_PX or state["height"] > SUMMARY_MAX_HEIGHT_PX):
+                problems.append(f"{name}: verdict grid at {first} px (at most {SUMMARY_FIGURE_MAX_PX}), page "
+                                f"{state['height']} px (under {SUMMARY_MAX_HEIGHT_PX})")
             report.append({"page": str(name), "first_figure_px": state["first_figure"], "height_px": state["height"],
                            "overflowing_tables": len(state["overflowing"]), "scrolling_tables": state["scrolling"],
                            "parameter_cells": state["parameter_cells"], "images": state["images"]})

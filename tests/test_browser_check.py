@@ -41,3 +41,18 @@ def test_overflowing_tables_and_parameter_cells_fail(tmp_path):
     assert report["notebooks/clean.html"] == {**report["notebooks/clean.html"], "overflowing_tables": 0,
                                                "scrolling_tables": 1, "parameter_cells": 0}
     assert report["intro.html"]["height_px"] >= 900
+
+
+@pytest.mark.skipif(not _ready(), reason="needs Debian's chromium and playwright-python (scripts/setup.sh)")
+def test_a_book_page_whose_first_figure_is_far_down_fails(tmp_path):
+    html = tmp_path / "html"
+    (html / "notebooks").mkdir(parents=True)
+    clean = PAGE.replace('<div class="cell tag_parameters"><pre>profile = \'quick\'</pre></div>', "")
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), "navy").save(html / "notebooks" / "fig.png")  # a figure: wider than 32 px
+    figure = '<img src="fig.png" width="64" height="64">'
+    (html / "notebooks" / "late.html").write_text(clean.format(body='<div style="height:1500px"></div>' + figure))
+    (html / "notebooks" / "early.html").write_text(clean.format(body=figure + '<div style="height:1500px"></div>'))
+    problems = browser_check.check(html, tmp_path / "out" / "shots")
+    assert len(problems) == 1 and problems[0].startswith("notebooks/late.html: first figure")
