@@ -410,3 +410,27 @@ def test_the_claims_table_folds_per_figure_and_escapes():
     assert "note: a &lt;note&gt; &amp; more" in html and "<note>" not in html
     assert f"{sm.HOLDS}: 1, {sm.NOT_HOLDS}: 1, {sm.INCONCLUSIVE}: 1" in html
     assert html.count("table-layout:fixed;width:100%") == 3
+
+
+def test_page_verdicts_list_each_claim_with_its_coloured_verdict():
+    from wdlg_core import verdicts
+
+    html = sm.page_verdicts_html("tab02_success_time", _tab02())
+    assert "2 holds, 2 inconclusive at this scale, 4 not run" in html  # the datasets the fake page lacks
+    assert html.count("<li>") == 8 and html.count(verdicts.COLOURS[verdicts.HOLDS]) == 2
+    short = sm.page_verdicts_html("tab02_success_time", _tab02(), limit=1)
+    assert short.count("<li>") == 2 and "and 7 more" in short
+    assert "not run" in sm.page_verdicts_html("tab02_success_time", None)  # no results file yet: said so
+    with pytest.raises(ValueError, match="no claims in the summary; pages with claims: fig03"):
+        sm.page_verdicts_html("tab01_settings", {})
+
+
+def test_one_vocabulary_for_pages_and_summary():
+    from wdlg_core import verdicts
+    from wdlg_core.experiments import architectures, sensitivity, success
+
+    assert success.HOLDS is verdicts.HOLDS and sensitivity.DOES_NOT_HOLD is verdicts.DOES_NOT_HOLD
+    assert architectures.INCONCLUSIVE is success.INCONCLUSIVE is verdicts.INCONCLUSIVE
+    assert sm.VERDICTS == verdicts.VERDICTS and set(verdicts.COLOURS) == set(verdicts.VERDICTS)
+    assert {verdicts.normalise(v) for v in (success.HOLDS, success.DOES_NOT_HOLD, success.INCONCLUSIVE,
+                                            architectures.PARTLY)} <= set(verdicts.VERDICTS)

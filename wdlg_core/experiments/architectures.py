@@ -81,7 +81,7 @@ SEED002_CLAIMS = {
 }
 
 #: Verdict labels.
-HOLDS, DOES_NOT_HOLD, PARTLY, INCONCLUSIVE = "holds", "does not hold", "partly", "inconclusive"
+from ..verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE, PARTLY  # noqa: E402
 
 def _ratio(a: float, b: float) -> float:
     """a / b; NaN when either is NaN (a missing value), inf when b <= 0."""

@@ -27,6 +27,7 @@ import pandas as pd
 from ..paper import NOISE_DEFENSE
 from ..profiles import Profile, get_profile
 from ..store import Case, ResultStore
+from ..verdicts import INCONCLUSIVE
 from . import Job, count_or_default, images_fingerprint, run_jobs
 from .batches import interval_mean
 from .gallery import resolve_source
@@ -289,7 +290,7 @@ def check_statements(panels: pd.DataFrame, null_threshold: float, dataset: str =
             ok = s["level"] == NONE
         verdict = "holds" if ok else "does not hold"
         if ref is not None and ref["level"] != FULL:
-            verdict = "inconclusive"
+            verdict = INCONCLUSIVE
         rows.append({"sigma": float(sigma), "statement": statement, **s, "verdict": verdict})
     return pd.DataFrame(rows)
 

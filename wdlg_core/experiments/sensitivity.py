@@ -58,7 +58,7 @@ PAPER_DIRECTION = {
 }
 
 #: Direction labels of a paired comparison (see :func:`direction`).
-HOLDS, DOES_NOT_HOLD, TIE = "holds", "does not hold", "tie"
+from ..verdicts import DOES_NOT_HOLD, HOLDS, TIE  # noqa: E402
 #: Two final MSEs whose PSNRs differ by less than this many dB count as a tie (0.5 dB is a
 #: 12% difference in MSE, below what one sees in a reconstruction).
 TIE_DB = 0.5

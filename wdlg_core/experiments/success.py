@@ -35,7 +35,7 @@ PAPER_IMAGES = 300
 #: The machine behind the paper's running times (paper Section 4, first paragraph).
 PAPER_MACHINE = "Intel Core i5-9400F CPU @ 2.90 GHz, 16 GB memory, Windows 10, PyTorch"
 #: Verdict labels (see :func:`verdict`).
-HOLDS, DOES_NOT_HOLD, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+from ..verdicts import DOES_NOT_HOLD, HOLDS, INCONCLUSIVE  # noqa: E402
 
 
 # --- statistics ------------------------------------------------------------------------------

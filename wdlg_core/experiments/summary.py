@@ -27,13 +27,10 @@ import pandas as pd
 
 from .. import paper, record
 
-HOLDS = "holds"
-NOT_HOLDS = "does not hold"
-INCONCLUSIVE = "inconclusive at this scale"
-NOT_COMPARABLE = "not comparable"
-NOT_RUN = "not run"
-#: Every verdict a row can carry, in display order.
-VERDICTS = (HOLDS, NOT_HOLDS, INCONCLUSIVE, NOT_COMPARABLE, NOT_RUN)
+from ..verdicts import (DOES_NOT_HOLD as NOT_HOLDS, HOLDS, INCONCLUSIVE_AT_SCALE as INCONCLUSIVE,  # noqa: F401
+                        NOT_COMPARABLE, NOT_RUN, VERDICTS)
+from ..verdicts import COLOURS as VERDICT_COLOURS
+from ..verdicts import normalise as normalise_verdict  # noqa: F401 (the pages' wording -> VERDICTS)
 
 #: The pages read, in the order of the table: results-file stem -> what it reproduces.
 PAGES = {
@@ -61,25 +58,6 @@ NOISE_FIGURES = {2: "Figure 12", 4: "Figure 13", 10: "Figure 14"}
 
 COLUMNS = ["group", "paper_ref", "page", "claim", "setting", "paper", "ours", "verdict", "note",
            "a_label", "a", "a_low", "a_high", "b_label", "b", "b_low", "b_high", "paper_a", "paper_b"]
-
-
-def normalise_verdict(text: str | None) -> str:
-    """Map a page's verdict wording onto :data:`VERDICTS`.
-
-    ``"holds"``/``"supports"``/``"holds on every pair"`` -> holds; ``"does not hold"``/
-    ``"does not support"`` -> does not hold; ``"inconclusive"``/``"is inconclusive about"``/
-    ``"no interval"``/``"partly"`` -> inconclusive at this scale. A leading verdict followed by details
-    (``"holds (1.9e-01 vs 2.3e-01)"``) is accepted. Raises ValueError on anything else.
-    """
-    t = (text or "").strip().lower()
-    if t.startswith(("does not hold", "does not support")):
-        return NOT_HOLDS
-    if t.startswith(("holds", "supports")):
-        return HOLDS
-    if t.startswith(("inconclusive", "is inconclusive", "no interval", "partly")):
-        return INCONCLUSIVE
-    raise ValueError(f"unknown verdict {text!r}: expected one of holds, does not hold, supports, "
-                     "does not support, inconclusive, is inconclusive about, no interval")
 
 
 def _num(x) -> float | None:
@@ -713,8 +691,6 @@ def page_status(folder: str | Path) -> pd.DataFrame:
 
 #: Colour of each verdict in the grid and the tables (colour-blind safe: green, red, yellow,
 #: lilac, grey differ in lightness as well as hue).
-VERDICT_COLOURS = {HOLDS: "#74c476", NOT_HOLDS: "#fb6a4a", INCONCLUSIVE: "#fed976", NOT_COMPARABLE: "#bcbddc",
-                   NOT_RUN: "#d9d9d9"}
 
 
 def short_setting(setting: str) -> str:
@@ -874,3 +850,36 @@ def attacks_per_method(docs: dict, name: str, key: str, column: str = "attacks")
     if not doc or not doc.get(key):
         return None
     return int(max(r.get(column) or 0 for r in doc[key]))
+
+
+def page_verdicts_html(page: str, doc: dict | None, limit: int = 12) -> str:
+    """A page's verdicts, as the replication summary reads them from its results document:
+    a short list, one line per claim and setting, the verdict as a coloured label, then ours
+    against the paper's. Claims beyond ``limit`` are counted, not listed (the full table is
+    the page's own and the summary's).
+
+    Args:
+        page: a page of :data:`READERS`.
+        doc: the page's results document (what it writes to ``results/<profile>/<page>.json``).
+
+    Raises:
+        ValueError: a page without claims in the summary (the message lists those with).
+    """
+    from html import escape
+
+    if page not in READERS:
+        raise ValueError(f"page {page!r} has no claims in the summary; pages with claims: {', '.join(READERS)}")
+    rows = [r for r in READERS[page](doc) if r["group"] != READINGS_GROUP]
+    counts = pd.Series([r["verdict"] for r in rows]).value_counts()
+    tally = ", ".join(f"{int(counts[v])} {v}" for v in VERDICTS if v in counts)
+    items = []
+    for r in rows[:limit]:
+        label = (f'<span style="background:{VERDICT_COLOURS.get(r["verdict"], "#ffffff")};padding:0 0.4em;'
+                 f'border-radius:3px;white-space:nowrap;">{escape(r["verdict"])}</span>')
+        setting = f" ({escape(short_setting(r['setting']))})" if r["setting"] else ""
+        versus = f": ours {escape(str(r['ours']))}, paper {escape(str(r['paper']))}" if r["ours"] else ""
+        items.append(f"<li>{label} {escape(r['claim'])}{setting}{versus}</li>")
+    more = (f"<li>... and {len(rows) - limit} more (the full table below, and in the replication summary)</li>"
+            if len(rows) > limit else "")
+    return (f'<div style="font-size:0.9em;"><b>The paper\'s claims on this page</b>: {escape(tally)}.'
+            f'<ul style="margin-top:0.2em;">{"".join(items)}{more}</ul></div>')
