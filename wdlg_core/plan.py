@@ -33,6 +33,9 @@ from .store import ResultStore
 
 #: Executors of :func:`execute`.
 EXECUTORS = ("local", "dask")
+#: Most attacks in one batch of the local executor on a multi-core CPU: the progress bar moves
+#: at least every this many attacks, and a batch of 64 small attacks already keeps a core busy.
+LOCAL_MAX_BATCH = 64
 #: Seconds ``--scheduler ADDRESS`` waits for the scheduler before giving up.
 CONNECT_TIMEOUT_S = 5
 
@@ -435,7 +438,8 @@ def _execute_local(jobs: list[Job], store: ResultStore, device: str, bar) -> int
     workers = 1 if str(device).startswith("cuda") else max(1, min(cores, os.cpu_count() or 1))
     # whole groups, longest first: a group split in two to keep both cores busy costs more than
     # it saves (the quick book: 120 s with whole groups, 159 s split; issue 16's closing note)
-    parts = sorted(batches(jobs), key=_cost, reverse=True)
+    # and at most LOCAL_MAX_BATCH attacks each, so the progress bar moves on a long run
+    parts = sorted(batches(jobs, max_batch=LOCAL_MAX_BATCH), key=_cost, reverse=True)
     if workers == 1:
         for part in parts:
             run_jobs(part, store, device=device, progress=False, read_only=False,
