@@ -123,7 +123,24 @@ def attack_totals(plan, store) -> dict:
 
 
 def _figures(doc: dict) -> list[str]:
-    return list(doc.get("figures", [])) + ([doc["figure"]] if doc.get("figure") else [])
+    """The figure paths a results file names: ``"figure"`` (one path) and ``"figures"`` (a list
+    of paths, or a dict name -> path)."""
+    figures = doc.get("figures") or []
+    figures = list(figures.values()) if isinstance(figures, dict) else list(figures)
+    return figures + ([doc["figure"]] if doc.get("figure") else [])
+
+
+def _bare_figure_names(doc: dict) -> dict:
+    """``doc`` with every figure path of :func:`_figures` replaced by its file name (the
+    archive keeps the figures in one folder)."""
+    doc = dict(doc)
+    if isinstance(doc.get("figures"), dict):
+        doc["figures"] = {k: Path(v).name for k, v in doc["figures"].items()}
+    elif doc.get("figures"):
+        doc["figures"] = [Path(f).name for f in doc["figures"]]
+    if doc.get("figure"):
+        doc["figure"] = Path(doc["figure"]).name
+    return doc
 
 
 def _profile_name(doc: dict):
@@ -186,13 +203,12 @@ def ship_page(profile: str, page: str, results_root: str | os.PathLike, book_dir
         (dest / "figures" / old).unlink(missing_ok=True)
     for f in figures:
         shutil.copyfile(f, dest / "figures" / f.name)
-    if "figures" in doc:
-        doc["figures"] = [Path(f).name for f in doc["figures"]]
-    if doc.get("figure"):
-        doc["figure"] = Path(doc["figure"]).name
+    doc = _bare_figure_names(doc)
     (dest / "results" / src.name).write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     shutil.copyfile(nb, dest / "notebooks" / nb.name)
-    machine = {k: v for k, v in provenance("cpu").items() if k in ("git_commit", "torch", "platform", "cpu_count", "python")}
+    # the machine and commit that rendered the page (its results file's provenance), else this one's
+    machine = {k: v for k, v in {**provenance("cpu"), **(doc.get("provenance") or {})}.items()
+               if k in ("git_commit", "torch", "platform", "cpu_count", "python")}
     prov["pages"][page] = {**machine, "shipped": provenance()["date"], **totals,
                            "figures": [f.name for f in figures]}
     prov["profile"] = profile
