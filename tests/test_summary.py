@@ -434,3 +434,15 @@ def test_one_vocabulary_for_pages_and_summary():
     assert sm.VERDICTS == verdicts.VERDICTS and set(verdicts.COLOURS) == set(verdicts.VERDICTS)
     assert {verdicts.normalise(v) for v in (success.HOLDS, success.DOES_NOT_HOLD, success.INCONCLUSIVE,
                                             architectures.PARTLY)} <= set(verdicts.VERDICTS)
+
+
+def test_inconclusive_rows_say_what_sample_size_would_decide_them():
+    row = {"a": 0.5, "a_low": 0.3, "a_high": 0.7, "b": 0.3, "b_low": 0.1, "b_high": 0.5}
+    # half-widths towards each other 0.2 + 0.2 against a gap of 0.2: intervals separate at 4x the attacks
+    assert sm.decide_factor(row) == pytest.approx(4.0)
+    assert "about 4x this run's attacks" in sm.power_note(row)
+    assert sm.decide_factor({**row, "b": 0.5}) is None                              # equal means: never
+    assert sm.decide_factor({**row, "b_high": 0.25, "b": 0.2, "b_low": 0.1}) is None  # already separate
+    assert "no interval" in sm.power_note({"a": 0.5, "b": 0.3})
+    far = {"a": 0.5, "a_low": 0.0, "a_high": 1.0, "b": 0.49, "b_low": 0.0, "b_high": 1.0}
+    assert "too close" in sm.power_note(far)

@@ -640,6 +640,8 @@ def collect_claims(folder: str | Path) -> pd.DataFrame:
                 r["note"] = "; ".join(x for x in (f"page run with {custom}", r["note"]) if x)
             if reading and r["verdict"] != NOT_RUN and "wdlg" in r["claim"].lower() and page != "sensitivity":
                 r["setting"] = "; ".join(x for x in (r["setting"], f"W1 reading: {reading}") if x)
+            if r["verdict"] == INCONCLUSIVE:
+                r["note"] = "; ".join(x for x in (r["note"], power_note(r)) if x)
             rows.append(r)
     for doc in record.load("sensitivity"):  # the book of record's larger runs, when shipped
         counts = ", ".join(f"{r['attacks']} {DATASET_NAMES.get(r['dataset'], r['dataset'])}"
@@ -649,6 +651,34 @@ def collect_claims(folder: str | Path) -> pd.DataFrame:
             if r["verdict"] != NOT_RUN:
                 rows.append(r)
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def decide_factor(row: dict) -> float | None:
+    """How many times this run's attacks per case would decide an inconclusive comparison of
+    ``a`` and ``b`` whose intervals overlap: intervals shrink as 1/sqrt(n), so they separate once
+    n grows by ((half-width of a towards b + half-width of b towards a) / |a - b|)^2. A power
+    statement from the measured spread, assuming the means and spreads stay as measured. None
+    without both intervals, with equal means, or when the intervals already separate."""
+    vals = [_num(row.get(k)) for k in ("a", "a_low", "a_high", "b", "b_low", "b_high")]
+    if any(v is None for v in vals) or vals[0] == vals[3]:
+        return None
+    a, a_low, a_high, b, b_low, b_high = vals
+    reach = (a - a_low) + (b_high - b) if a > b else (a_high - a) + (b - b_low)
+    factor = (reach / abs(a - b)) ** 2
+    return factor if factor > 1 else None
+
+
+def power_note(row: dict) -> str:
+    """The sample size that would decide an inconclusive row (:func:`decide_factor`), in words."""
+    factor = decide_factor(row)
+    if factor is None:
+        if _num(row.get("a")) is not None and _num(row.get("a_low")) is None:
+            return "no interval at this scale, so no sample size can be read off it"
+        return ""
+    return (f"would be decided with about {max(2, math.ceil(factor))}x this run's attacks per case, if the measured "
+            "means and "
+            "spreads held (intervals shrink as 1/sqrt(n))" if factor < 1000 else
+            "the measured means are too close for any practical number of attacks to decide it")
 
 
 def wdlg_reading(doc: dict | None) -> str:
