@@ -297,7 +297,7 @@ def _portable(job: Job) -> Job:
 
 def run_batch_task(jobs: list[Job], root: str, profile: str, version: str, device: str,
                    threads: int | None = None) -> list[str]:
-    """One Dask task: compute the jobs of one batch not already in the store at ``root`` and
+    """One batch, in a worker process (a Dask task, or the local executor's): compute the jobs not already in the store at ``root`` and
     write their records there (atomically). Returns the jobs' store keys.
 
     A task that runs again (its worker died and the scheduler retried it elsewhere) finds the

@@ -1,22 +1,12 @@
 """Table 1: the paper's settings beside the profiles'. It runs no attack.
 
 Notebook: ``notebooks/tab01_settings.ipynb``; computations in
-:mod:`wdlg_core.experiments.settings`.
+:mod:`wdlg_core.experiments.settings`. Its parameters are Table 2's, resolved the same way.
 """
 from __future__ import annotations
 
-from ..profiles import Profile, get_profile
-
-
-def settings(profile: str | Profile, datasets=None, model=None, methods=None, n_images=None, iterations=None,
-             seed=None, device=None) -> Profile:
-    """The page's profile: ``profile`` with the notebook's overrides (None: the profile's value).
-
-    Raises:
-        ValueError: unknown profile, dataset, model or method (the message lists valid names).
-    """
-    return get_profile(profile, datasets=datasets, model=model, methods=methods, n_images=n_images,
-                       iterations=iterations, seed=seed, device=device)
+from ..profiles import Profile
+from .tab02_success_time import settings
 
 
 def jobs(profile: str | Profile, datasets=None, model=None, methods=None, n_images=None, iterations=None,
@@ -24,3 +14,6 @@ def jobs(profile: str | Profile, datasets=None, model=None, methods=None, n_imag
     """No attacks: the table compares settings (the parameters are checked all the same)."""
     settings(profile, datasets, model, methods, n_images, iterations, seed)
     return []
+
+
+__all__ = ["jobs", "settings"]
